@@ -1,0 +1,33 @@
+//! runcache's ports and adapters: the only crate that talks to the outside
+//! world (filesystem, SQLite, later AWS). Everything above it (producer,
+//! workers) sees the traits in [`blob`], [`index`], [`queue`], [`metrics`]
+//! and [`provenance`], bundled in a [`Backend`] built from [`Config`].
+//!
+//! - `local`: filesystem blobs + SQLite index, queues, metrics and
+//!   provenance under `$RUNCACHE_HOME`: the embedded default, nothing to
+//!   install or start.
+//!
+//! Pure logic that both backends share (the restore search order) lives next
+//! to its port so that no adapter re-implements it.
+
+pub mod backend;
+pub mod blob;
+pub mod clock;
+pub mod config;
+mod error;
+pub mod index;
+pub mod local;
+pub mod metrics;
+pub mod names;
+pub mod provenance;
+pub mod queue;
+
+pub use backend::Backend;
+pub use blob::{BlobMeta, BlobReader, BlobStore, ListPage};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{BackendKind, Config};
+pub use error::StoreError;
+pub use index::{CacheIndex, InsertOutcome, StateChange};
+pub use metrics::{MetricDatum, MetricUnit, MetricsSink};
+pub use provenance::ProvenanceStore;
+pub use queue::{EventQueue, OutgoingMessage, QueueDepth, ReceivedMessage};

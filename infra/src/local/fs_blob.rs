@@ -1,0 +1,366 @@
+//! `FsBlobStore`: the bucket as a directory tree. `root/{key}` holds the
+//! object, `root/.meta/{key}.json` its user metadata, `root/.tmp/` uploads in
+//! progress. A put streams into `.tmp/`, fsyncs, then renames into place, so
+//! a reader never sees a partial object and a crash leaves only a temp file
+//! (removed by `abort_stale_uploads`).
+
+use std::{
+    collections::BTreeMap,
+    io::SeekFrom,
+    ops::Range,
+    path::{Path, PathBuf},
+    time::SystemTime,
+};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::{
+    fs,
+    io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader, BufWriter},
+};
+
+use crate::{
+    blob::{validate_key, BlobMeta, BlobReader, BlobStore, ListPage},
+    StoreError,
+};
+
+const TMP_DIR: &str = ".tmp";
+const META_DIR: &str = ".meta";
+const IO_BUFFER: usize = 1 << 20;
+
+#[derive(Debug, Clone)]
+pub struct FsBlobStore {
+    root: PathBuf,
+}
+
+impl FsBlobStore {
+    pub fn new(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let root = root.into();
+        for dir in [root.join(TMP_DIR), root.join(META_DIR)] {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| StoreError::io(format!("directory {}", dir.display()), e))?;
+        }
+        Ok(Self { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
+        validate_key(key)?;
+        if key.starts_with(TMP_DIR) || key.starts_with(META_DIR) {
+            return Err(StoreError::invalid(
+                format!("object key `{key}`"),
+                "names starting with .tmp or .meta are reserved",
+            ));
+        }
+        Ok(self.root.join(key))
+    }
+
+    fn meta_path(&self, key: &str) -> PathBuf {
+        self.root.join(META_DIR).join(format!("{key}.json"))
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        self.root
+            .join(TMP_DIR)
+            .join(uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    async fn read_meta(&self, key: &str) -> Result<BTreeMap<String, String>, StoreError> {
+        match fs::read(self.meta_path(key)).await {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| StoreError::backend(format!("metadata of `{key}`"), e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(StoreError::io(format!("metadata of `{key}`"), e)),
+        }
+    }
+
+    /// Atomically places the finished temp file `tmp` at `key`.
+    async fn publish(
+        &self,
+        key: &str,
+        tmp: &Path,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        let dest = self.path(key)?;
+        let meta_dest = self.meta_path(key);
+        if metadata.is_empty() {
+            remove_if_exists(&meta_dest).await?;
+        } else {
+            let meta_tmp = self.temp_path();
+            let json = serde_json::to_vec(metadata)
+                .map_err(|e| StoreError::backend("encoding metadata", e))?;
+            fs::write(&meta_tmp, json)
+                .await
+                .map_err(|e| StoreError::io(meta_tmp.display().to_string(), e))?;
+            rename_into(&meta_tmp, &meta_dest).await?;
+        }
+        rename_into(tmp, &dest).await
+    }
+
+    async fn meta_of(&self, key: &str, path: &Path) -> Result<BlobMeta, StoreError> {
+        let stat = fs::metadata(path)
+            .await
+            .map_err(|e| StoreError::io(format!("object `{key}`"), e))?;
+        Ok(BlobMeta {
+            key: key.to_string(),
+            size: stat.len(),
+            last_modified: stat
+                .modified()
+                .map(DateTime::<Utc>::from)
+                .unwrap_or_default(),
+            metadata: self.read_meta(key).await?,
+        })
+    }
+}
+
+/// Removes a temp file when dropped, unless it was published.
+struct TempFile {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+async fn remove_if_exists(path: &Path) -> Result<(), StoreError> {
+    match fs::remove_file(path).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::io(path.display().to_string(), e)),
+    }
+}
+
+/// Renames `from` onto `to` (creating parents) and fsyncs the directory so
+/// the rename survives a crash.
+async fn rename_into(from: &Path, to: &Path) -> Result<(), StoreError> {
+    let parent = to.parent().map(Path::to_path_buf).unwrap_or_default();
+    fs::create_dir_all(&parent)
+        .await
+        .map_err(|e| StoreError::io(parent.display().to_string(), e))?;
+    fs::rename(from, to)
+        .await
+        .map_err(|e| StoreError::io(to.display().to_string(), e))?;
+    let dir = parent.clone();
+    tokio::task::spawn_blocking(move || std::fs::File::open(&dir).and_then(|d| d.sync_all()))
+        .await
+        .map_err(|e| StoreError::backend("fsync task", e))?
+        .map_err(|e| StoreError::io(parent.display().to_string(), e))
+}
+
+#[async_trait]
+impl BlobStore for FsBlobStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(key))]
+    async fn put(
+        &self,
+        key: &str,
+        body: BlobReader,
+        metadata: BTreeMap<String, String>,
+    ) -> Result<BlobMeta, StoreError> {
+        let dest = self.path(key)?;
+        let mut tmp = TempFile {
+            path: self.temp_path(),
+            armed: true,
+        };
+        let file = fs::File::create(&tmp.path)
+            .await
+            .map_err(|e| StoreError::io(tmp.path.display().to_string(), e))?;
+        let mut writer = BufWriter::with_capacity(IO_BUFFER, file);
+        let mut reader = BufReader::with_capacity(IO_BUFFER, body);
+        let what = || format!("upload of `{key}`");
+        tokio::io::copy_buf(&mut reader, &mut writer)
+            .await
+            .map_err(|e| StoreError::io(what(), e))?;
+        writer
+            .flush()
+            .await
+            .map_err(|e| StoreError::io(what(), e))?;
+        let file = writer.into_inner();
+        file.sync_all()
+            .await
+            .map_err(|e| StoreError::io(what(), e))?;
+        drop(file);
+        self.publish(key, &tmp.path, &metadata).await?;
+        tmp.armed = false;
+        self.meta_of(key, &dest).await
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<BlobMeta>, StoreError> {
+        let path = self.path(key)?;
+        match self.meta_of(key, &path).await {
+            Ok(meta) => Ok(Some(meta)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<BlobReader, StoreError> {
+        let path = self.path(key)?;
+        let mut file = fs::File::open(&path)
+            .await
+            .map_err(|e| StoreError::io(format!("object `{key}`"), e))?;
+        match range {
+            None => Ok(Box::pin(file)),
+            Some(r) => {
+                if r.start > r.end {
+                    return Err(StoreError::invalid(
+                        "byte range",
+                        format!("{r:?} is reversed"),
+                    ));
+                }
+                file.seek(SeekFrom::Start(r.start))
+                    .await
+                    .map_err(|e| StoreError::io(format!("object `{key}`"), e))?;
+                Ok(Box::pin(file.take(r.end - r.start)))
+            }
+        }
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> Result<BlobMeta, StoreError> {
+        let src = self.path(from)?;
+        let dest = self.path(to)?;
+        let metadata = self.read_meta(from).await?;
+        let mut tmp = TempFile {
+            path: self.temp_path(),
+            armed: true,
+        };
+        // A hard link is an O(1) copy; objects are never modified in place
+        // (every put renames a new inode), so sharing the inode is safe.
+        if fs::hard_link(&src, &tmp.path).await.is_err() {
+            fs::copy(&src, &tmp.path)
+                .await
+                .map_err(|e| StoreError::io(format!("object `{from}`"), e))?;
+        }
+        // The copy is a new object: give it a fresh modification time (the
+        // sweep's grace period counts from it).
+        let tmp_path = tmp.path.clone();
+        tokio::task::spawn_blocking(move || {
+            std::fs::File::options()
+                .write(true)
+                .open(&tmp_path)
+                .and_then(|f| f.set_modified(SystemTime::now()))
+        })
+        .await
+        .map_err(|e| StoreError::backend("copy task", e))?
+        .map_err(|e| StoreError::io(format!("object `{to}`"), e))?;
+        self.publish(to, &tmp.path, &metadata).await?;
+        tmp.armed = false;
+        self.meta_of(to, &dest).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        remove_if_exists(&path).await?;
+        remove_if_exists(&self.meta_path(key)).await
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListPage, StoreError> {
+        let root = self.root.clone();
+        let prefix = prefix.to_string();
+        let start_after = start_after.map(str::to_string);
+        let mut keys = tokio::task::spawn_blocking(move || walk_keys(&root, &prefix))
+            .await
+            .map_err(|e| StoreError::backend("listing task", e))??;
+        keys.sort();
+        let mut page = ListPage::default();
+        let mut rest = keys.into_iter().filter(|k| {
+            start_after
+                .as_deref()
+                .is_none_or(|after| k.as_str() > after)
+        });
+        for key in rest.by_ref().take(limit) {
+            let path = self.root.join(&key);
+            match self.meta_of(&key, &path).await {
+                Ok(mut meta) => {
+                    meta.metadata.clear();
+                    page.objects.push(meta);
+                }
+                // Deleted between the walk and the stat.
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if rest.next().is_some() {
+            page.next = page.objects.last().map(|m| m.key.clone());
+        }
+        Ok(page)
+    }
+
+    async fn abort_stale_uploads(&self, older_than: DateTime<Utc>) -> Result<u64, StoreError> {
+        let dir = self.root.join(TMP_DIR);
+        let mut removed = 0;
+        let mut entries = fs::read_dir(&dir)
+            .await
+            .map_err(|e| StoreError::io(dir.display().to_string(), e))?;
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| StoreError::io(dir.display().to_string(), e))?
+        {
+            let Ok(stat) = entry.metadata().await else {
+                continue;
+            };
+            let modified = stat
+                .modified()
+                .map(DateTime::<Utc>::from)
+                .unwrap_or_default();
+            if modified < older_than {
+                remove_if_exists(&entry.path()).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Every object key under `root` starting with `prefix`, unsorted. Starts
+/// the walk at the deepest directory the prefix names.
+fn walk_keys(root: &Path, prefix: &str) -> Result<Vec<String>, StoreError> {
+    let start_dir = match prefix.rfind('/') {
+        Some(i) => &prefix[..=i],
+        None => "",
+    };
+    let mut keys = Vec::new();
+    let mut stack = vec![root.join(start_dir)];
+    while let Some(dir) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(StoreError::io(dir.display().to_string(), e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| StoreError::io(dir.display().to_string(), e))?;
+            let path = entry.path();
+            let Ok(rel) = path.strip_prefix(root) else {
+                continue;
+            };
+            let key = rel.to_string_lossy().replace('\\', "/");
+            if key.starts_with(TMP_DIR) || key.starts_with(META_DIR) {
+                continue;
+            }
+            let file_type = entry
+                .file_type()
+                .map_err(|e| StoreError::io(path.display().to_string(), e))?;
+            if file_type.is_dir() {
+                if prefix.starts_with(&format!("{key}/")) || key.starts_with(prefix) {
+                    stack.push(path);
+                }
+            } else if key.starts_with(prefix) {
+                keys.push(key);
+            }
+        }
+    }
+    Ok(keys)
+}

@@ -1,0 +1,123 @@
+//! MetricsSink and ProvenanceStore cases.
+
+use std::collections::BTreeMap;
+
+use chrono::{Duration, Utc};
+use runcache_infra::{metrics::names, MetricDatum, MetricUnit};
+use runcache_schemas::{BuildProvenance, ContentHash, ProvenanceRecord, Scope, TrustLevel};
+
+use super::Fixture;
+
+fn repo_dims(repo: &str) -> BTreeMap<String, String> {
+    [(names::DIM_REPOSITORY.to_string(), repo.to_string())].into()
+}
+
+pub async fn metrics_put_and_aggregate(fx: &Fixture) {
+    let now = Utc::now();
+    let datums = vec![
+        MetricDatum::new(names::CACHE_HIT, 1.0, MetricUnit::Count, now)
+            .with_dimension(names::DIM_REPOSITORY, "acme/app"),
+        MetricDatum::new(names::CACHE_HIT, 1.0, MetricUnit::Count, now)
+            .with_dimension(names::DIM_REPOSITORY, "acme/app"),
+        MetricDatum::new(names::CACHE_HIT, 1.0, MetricUnit::Count, now)
+            .with_dimension(names::DIM_REPOSITORY, "acme/other"),
+        MetricDatum::new(
+            names::RESTORE_DURATION,
+            250.0,
+            MetricUnit::Milliseconds,
+            now,
+        )
+        .with_dimension(names::DIM_REPOSITORY, "acme/app"),
+        MetricDatum::new(
+            names::RESTORE_DURATION,
+            750.0,
+            MetricUnit::Milliseconds,
+            now,
+        )
+        .with_dimension(names::DIM_REPOSITORY, "acme/app"),
+    ];
+    fx.metrics.put(&datums).await.unwrap();
+    let since = now - Duration::hours(1);
+    let hits = fx
+        .metrics
+        .stats(names::CACHE_HIT, &repo_dims("acme/app"), since)
+        .await
+        .unwrap();
+    assert_eq!((hits.sum, hits.count), (2.0, 2));
+    let other = fx
+        .metrics
+        .stats(names::CACHE_HIT, &repo_dims("acme/other"), since)
+        .await
+        .unwrap();
+    assert_eq!(other.sum, 1.0);
+    let dur = fx
+        .metrics
+        .stats(names::RESTORE_DURATION, &repo_dims("acme/app"), since)
+        .await
+        .unwrap();
+    assert_eq!((dur.min, dur.max, dur.sum), (250.0, 750.0, 1000.0));
+    let none = fx
+        .metrics
+        .stats(names::CACHE_MISS, &repo_dims("acme/app"), since)
+        .await
+        .unwrap();
+    assert_eq!(none.count, 0);
+}
+
+pub async fn metrics_accept_large_batches(fx: &Fixture) {
+    let now = Utc::now();
+    // More than CloudWatch takes in one call (1000 datums): adapters batch.
+    let datums: Vec<_> = (0..1500)
+        .map(|_| {
+            MetricDatum::new(names::BYTES_RESTORED, 2.0, MetricUnit::Bytes, now)
+                .with_dimension(names::DIM_REPOSITORY, "acme/batch")
+        })
+        .collect();
+    fx.metrics.put(&datums).await.unwrap();
+    let s = fx
+        .metrics
+        .stats(
+            names::BYTES_RESTORED,
+            &repo_dims("acme/batch"),
+            now - Duration::hours(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.sum, 3000.0);
+}
+
+fn record(upload: &str, minute: i64) -> ProvenanceRecord {
+    let at = Utc::now() + Duration::minutes(minute);
+    ProvenanceRecord {
+        content_hash: ContentHash::from_hex(&"cd".repeat(32)).unwrap(),
+        upload_id: upload.into(),
+        cache_key: "deps-1".into(),
+        scope: Scope::new("acme/app", "refs/heads/main"),
+        cache_version: "v".into(),
+        paths: vec!["node_modules".into()],
+        compression: "zstd-without-long".into(),
+        size_bytes: 10,
+        build: BuildProvenance {
+            repository: "acme/app".into(),
+            commit_sha: Some("abc123".into()),
+            trigger_event: "push".into(),
+            trust: TrustLevel::Protected,
+            ..Default::default()
+        },
+        staged_at: at,
+        promoted_at: at,
+        promoted_by: "worker-1".into(),
+    }
+}
+
+pub async fn provenance_put_is_idempotent(fx: &Fixture) {
+    let hash = record("u1", 0).content_hash;
+    assert!(fx.provenance.get(&hash).await.unwrap().is_empty());
+    fx.provenance.put(&record("u1", 0)).await.unwrap();
+    fx.provenance.put(&record("u1", 0)).await.unwrap();
+    fx.provenance.put(&record("u2", 5)).await.unwrap();
+    let got = fx.provenance.get(&hash).await.unwrap();
+    let uploads: Vec<_> = got.iter().map(|r| r.upload_id.as_str()).collect();
+    assert_eq!(uploads, ["u1", "u2"], "one record per upload, oldest first");
+    assert_eq!(got[0].build.commit_sha.as_deref(), Some("abc123"));
+}
