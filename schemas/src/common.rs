@@ -19,7 +19,11 @@ impl ContentHash {
     /// From 64 hex digits (either case).
     pub fn from_hex(hex: &str) -> Result<Self, SchemaError> {
         if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            Ok(Self(format!("{}{}", Self::PREFIX, hex.to_ascii_lowercase())))
+            Ok(Self(format!(
+                "{}{}",
+                Self::PREFIX,
+                hex.to_ascii_lowercase()
+            )))
         } else {
             Err(SchemaError::InvalidValue(format!(
                 "`{hex}` is not a SHA-256 hex digest (64 hex digits)"

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     envelope::{body, header},
-    Contract, ContentHash, HitKind, SchemaError, Scope, TrustLevel,
+    ContentHash, Contract, HitKind, SchemaError, Scope, TrustLevel,
 };
 
 /// Who built an artifact, from what, and how long it took. Filled by the

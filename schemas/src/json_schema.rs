@@ -33,7 +33,10 @@ fn file<T: Contract + JsonSchema>() -> (String, String) {
         props.insert("version".into(), json!({ "const": T::VERSION }));
     }
     if let Some(obj) = value.as_object_mut() {
-        obj.insert("title".into(), json!(format!("{} v{}", T::SCHEMA, T::VERSION)));
+        obj.insert(
+            "title".into(),
+            json!(format!("{} v{}", T::SCHEMA, T::VERSION)),
+        );
     }
     let name = format!("{}.v{}.json", T::SCHEMA, T::VERSION);
     let text = serde_json::to_string_pretty(&value).expect("a JSON value always serialises") + "\n";

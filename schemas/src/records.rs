@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{BuildProvenance, Contract, ContentHash, Scope, TrustLevel};
+use crate::{BuildProvenance, ContentHash, Contract, Scope, TrustLevel};
 
 /// Lifecycle of an index entry. Only `live` entries are ever restored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]

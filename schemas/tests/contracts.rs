@@ -5,7 +5,7 @@ use std::{fs, path::PathBuf};
 
 use chrono::Utc;
 use runcache_schemas::{
-    decode, json_schema, ArtifactStaged, BuildProvenance, CacheInvalidate, Contract, ContentHash,
+    decode, json_schema, ArtifactStaged, BuildProvenance, CacheInvalidate, ContentHash, Contract,
     Event, InvalidationSelector, SchemaError, Scope, TrustLevel,
 };
 
@@ -66,7 +66,15 @@ fn events_round_trip_through_their_envelope() {
 
 #[test]
 fn malformed_json_is_a_typed_error() {
-    for bad in ["", "{", "null", "[]", "42", "{\"version\":1}", "{\"schema\":\"x\"}"] {
+    for bad in [
+        "",
+        "{",
+        "null",
+        "[]",
+        "42",
+        "{\"version\":1}",
+        "{\"schema\":\"x\"}",
+    ] {
         assert!(
             matches!(Event::decode(bad), Err(SchemaError::Malformed(_))),
             "{bad:?}"
@@ -105,7 +113,10 @@ fn a_wrong_or_missing_field_is_invalid_not_a_panic() {
     v["claimedHash"] = "md5:abc".into();
     assert!(matches!(
         Event::decode(&v.to_string()),
-        Err(SchemaError::Invalid { schema: "artifact.staged", .. })
+        Err(SchemaError::Invalid {
+            schema: "artifact.staged",
+            ..
+        })
     ));
     v.as_object_mut().unwrap().remove("claimedHash");
     assert!(matches!(
@@ -141,11 +152,26 @@ fn an_empty_invalidation_selector_is_refused() {
 #[test]
 fn trust_levels_follow_the_trigger_and_ref() {
     use TrustLevel::*;
-    assert_eq!(TrustLevel::classify("push", "refs/heads/main", "main"), Protected);
-    assert_eq!(TrustLevel::classify("push", "refs/heads/feature", "main"), Branch);
-    assert_eq!(TrustLevel::classify("pull_request", "refs/pull/1/merge", "main"), PullRequest);
-    assert_eq!(TrustLevel::classify("pull_request_target", "refs/heads/main", "main"), Untrusted);
-    assert_eq!(TrustLevel::classify("issue_comment", "refs/heads/main", "main"), Untrusted);
+    assert_eq!(
+        TrustLevel::classify("push", "refs/heads/main", "main"),
+        Protected
+    );
+    assert_eq!(
+        TrustLevel::classify("push", "refs/heads/feature", "main"),
+        Branch
+    );
+    assert_eq!(
+        TrustLevel::classify("pull_request", "refs/pull/1/merge", "main"),
+        PullRequest
+    );
+    assert_eq!(
+        TrustLevel::classify("pull_request_target", "refs/heads/main", "main"),
+        Untrusted
+    );
+    assert_eq!(
+        TrustLevel::classify("issue_comment", "refs/heads/main", "main"),
+        Untrusted
+    );
     assert!(Untrusted < PullRequest && PullRequest < Branch && Branch < Protected);
 }
 
