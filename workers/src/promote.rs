@@ -1,0 +1,296 @@
+//! promote: turns a staged upload into a verified, indexed, traceable CAS
+//! entry. The only writer of `artifacts/`, `metadata/` and the index.
+//!
+//! Steps, each safe to repeat and to crash after (a redelivery resumes):
+//! 1. If a live entry with this identity exists: if it is this upload's,
+//!    an earlier run got past step 5: finish steps 6–7; otherwise the key is
+//!    taken (keys are immutable): drop the upload.
+//! 2. If the staging object is gone: done if it was quarantined, else reject.
+//! 3. Verify and store: if `artifacts/{claimed}` exists, hash the staged
+//!    bytes (dedup, no copy); else stream them into `artifacts/{claimed}`
+//!    through a hashing reader that fails the put on any mismatch, so the
+//!    object appears only if its bytes hash to its name (no window in which
+//!    a runner could swap the staged bytes between check and copy).
+//!    A mismatch (hash or size): copy to `quarantine/`, audit, emit
+//!    `rejected`, delete the staged object.
+//! 4. Provenance: `metadata/{h}.json` (first build wins) and the store.
+//! 5. Conditional insert of the index entry.
+//! 6. Emit `promoted` / `deduplicated` with the latency since staging.
+//! 7. Delete the staged object.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use runcache_infra::{names, Backend, InsertOutcome, OutgoingMessage, ReceivedMessage, StoreError};
+use runcache_schemas::{
+    ArtifactStaged, AuditAction, AuditRecord, Contract, EntryState, Event, IndexEntry, OutcomeKind,
+    ProvenanceRecord, WorkerOutcome,
+};
+use tracing::{info, instrument, warn};
+
+use crate::{
+    consumer::{Handler, Outcome},
+    verify::{digest, HashingReader},
+};
+
+/// The promote handler.
+#[derive(Debug, Clone)]
+pub struct Promoter {
+    backend: Backend,
+    /// Identity recorded as `promotedBy`.
+    worker_id: String,
+    /// Entries live this long after their last access (the `ttl` field).
+    ttl: Duration,
+}
+
+impl Promoter {
+    pub fn new(backend: Backend, worker_id: impl Into<String>, ttl: Duration) -> Self {
+        Self {
+            backend,
+            worker_id: worker_id.into(),
+            ttl,
+        }
+    }
+
+    #[instrument(skip_all, fields(upload_id = %ev.upload_id, content_hash = %ev.claimed_hash, key = %ev.cache_key))]
+    pub async fn promote(&self, ev: &ArtifactStaged) -> Result<Outcome, StoreError> {
+        let b = &self.backend;
+        let scope = ev.scope.clone();
+        if let Some(existing) = b
+            .index
+            .get(&scope, &ev.cache_version, &ev.cache_key)
+            .await?
+        {
+            if existing.is_live() {
+                if existing.upload_id == ev.upload_id {
+                    // Crashed after step 5 last time.
+                    if b.blobs.head(&ev.staging_key).await?.is_some() {
+                        self.emit(ev, OutcomeKind::Promoted, None).await?;
+                        b.blobs.delete(&ev.staging_key).await?;
+                    }
+                    return Ok(Outcome::Done);
+                }
+                info!("key already cached in this scope; dropping the upload (keys are immutable)");
+                b.blobs.delete(&ev.staging_key).await?;
+                return Ok(Outcome::Done);
+            }
+        }
+
+        let Some(staged) = b.blobs.head(&ev.staging_key).await? else {
+            if b.blobs
+                .head(&names::quarantine_key(&ev.upload_id))
+                .await?
+                .is_some()
+            {
+                return Ok(Outcome::Done);
+            }
+            return Ok(Outcome::Reject {
+                reason: format!(
+                    "staged object {} is missing (never uploaded, or expired before promotion)",
+                    ev.staging_key
+                ),
+            });
+        };
+        if ev.staging_key != names::staging_key(&ev.upload_id) {
+            return Ok(Outcome::Reject {
+                reason: format!("staging key {} does not match upload id", ev.staging_key),
+            });
+        }
+
+        let cas_key = names::artifact_key(ev.claimed_hash.hex());
+        let expected = (ev.claimed_hash.clone(), ev.size_bytes);
+        let deduplicated = b.blobs.head(&cas_key).await?.is_some();
+        let verified = if deduplicated {
+            let body = b.blobs.get(&ev.staging_key, None).await?;
+            let d = digest(body).await.map_err(|e| StoreError::Io {
+                what: ev.staging_key.clone(),
+                source: e,
+            })?;
+            (d.hash == expected.0 && d.size == expected.1)
+                .then_some(())
+                .ok_or(format!(
+                    "content is {} ({} bytes), claimed {} ({} bytes)",
+                    d.hash, d.size, expected.0, expected.1
+                ))
+        } else {
+            let body = b.blobs.get(&ev.staging_key, None).await?;
+            let (reader, slot) = HashingReader::new(body, Some(expected.clone()));
+            match b
+                .blobs
+                .put(&cas_key, Box::pin(reader), BTreeMap::new())
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    let digested = slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    match digested {
+                        // The stream ended: the store refused it because of
+                        // the mismatch.
+                        Some(d) if d.hash != expected.0 || d.size != expected.1 => Err(format!(
+                            "content is {} ({} bytes), claimed {} ({} bytes)",
+                            d.hash, d.size, expected.0, expected.1
+                        )),
+                        _ => return Err(e),
+                    }
+                }
+            }
+        };
+        if let Err(reason) = verified {
+            return self.reject(ev, &reason).await.map(|_| Outcome::Done);
+        }
+
+        let now = b.clock.now();
+        let provenance = ProvenanceRecord {
+            content_hash: ev.claimed_hash.clone(),
+            upload_id: ev.upload_id.clone(),
+            cache_key: ev.cache_key.clone(),
+            scope: scope.clone(),
+            cache_version: ev.cache_version.clone(),
+            paths: ev.paths.clone(),
+            compression: ev.compression.clone(),
+            size_bytes: ev.size_bytes,
+            build: ev.provenance.clone(),
+            staged_at: ev.staged_at,
+            promoted_at: now,
+            promoted_by: self.worker_id.clone(),
+        };
+        let metadata_key = names::metadata_key(ev.claimed_hash.hex());
+        if b.blobs.head(&metadata_key).await?.is_none() {
+            let doc = provenance.encode().into_bytes();
+            b.blobs
+                .put(
+                    &metadata_key,
+                    Box::pin(std::io::Cursor::new(doc)),
+                    BTreeMap::new(),
+                )
+                .await?;
+        }
+        b.provenance.put(&provenance).await?;
+
+        let entry = IndexEntry {
+            cache_key: ev.cache_key.clone(),
+            content_hash: ev.claimed_hash.clone(),
+            s3_key: cas_key,
+            repository: scope.repository.clone(),
+            git_ref: scope.git_ref.clone(),
+            cache_version: ev.cache_version.clone(),
+            toolchain: ev.provenance.toolchain.clone().unwrap_or_default(),
+            lockfile_hash: ev.provenance.lockfile_hash.clone(),
+            size_bytes: staged.size,
+            created_at: now,
+            last_accessed: now,
+            access_count: 0,
+            ttl: (now + chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::days(90)))
+                .timestamp(),
+            state: EntryState::Live,
+            invalidated_at: None,
+            reason: None,
+            invalidated_by: None,
+            trust: ev.provenance.trust,
+            trigger_event: ev.provenance.trigger_event.clone(),
+            upload_id: ev.upload_id.clone(),
+            build_duration_ms: ev.provenance.build_duration_ms,
+        };
+        match b.index.insert(&entry).await? {
+            InsertOutcome::Inserted => {
+                let kind = if deduplicated {
+                    OutcomeKind::Deduplicated
+                } else {
+                    OutcomeKind::Promoted
+                };
+                self.emit(ev, kind, None).await?;
+            }
+            InsertOutcome::Exists(other) if other.upload_id == ev.upload_id => {}
+            InsertOutcome::Exists(_) => {
+                info!("a concurrent save took the key first; keeping it (keys are immutable)");
+            }
+        }
+        b.blobs.delete(&ev.staging_key).await?;
+        Ok(Outcome::Done)
+    }
+
+    /// Quarantines a staged object whose bytes do not match their claim.
+    async fn reject(&self, ev: &ArtifactStaged, reason: &str) -> Result<(), StoreError> {
+        let b = &self.backend;
+        warn!(%reason, "rejecting upload: hash mismatch");
+        b.blobs
+            .copy(&ev.staging_key, &names::quarantine_key(&ev.upload_id))
+            .await?;
+        b.index
+            .append_audit(&AuditRecord {
+                audit_id: format!("rejected-{}", ev.upload_id),
+                action: AuditAction::Rejected,
+                repository: ev.scope.repository.clone(),
+                git_ref: Some(ev.scope.git_ref.clone()),
+                cache_key: Some(ev.cache_key.clone()),
+                cache_version: Some(ev.cache_version.clone()),
+                content_hash: Some(ev.claimed_hash.clone()),
+                reason: reason.to_string(),
+                rule: "verification".into(),
+                actor: self.worker_id.clone(),
+                at: b.clock.now(),
+            })
+            .await?;
+        self.emit(ev, OutcomeKind::Rejected, Some(reason.to_string()))
+            .await?;
+        b.blobs.delete(&ev.staging_key).await
+    }
+
+    async fn emit(
+        &self,
+        ev: &ArtifactStaged,
+        kind: OutcomeKind,
+        reason: Option<String>,
+    ) -> Result<(), StoreError> {
+        let now = self.backend.clock.now();
+        let outcome = WorkerOutcome {
+            kind,
+            repository: ev.scope.repository.clone(),
+            git_ref: Some(ev.scope.git_ref.clone()),
+            cache_key: Some(ev.cache_key.clone()),
+            content_hash: Some(ev.claimed_hash.clone()),
+            upload_id: Some(ev.upload_id.clone()),
+            size_bytes: Some(ev.size_bytes),
+            latency_ms: Some((now - ev.staged_at).num_milliseconds().max(0) as u64),
+            reason,
+            at: now,
+        };
+        self.backend
+            .accessed
+            .send(
+                OutgoingMessage::new(outcome.encode())
+                    .with_attribute("schema", WorkerOutcome::SCHEMA)
+                    .with_attribute("version", WorkerOutcome::VERSION.to_string()),
+            )
+            .await
+            .map(|_| ())
+    }
+}
+
+#[async_trait]
+impl Handler for Promoter {
+    fn name(&self) -> &'static str {
+        "promote"
+    }
+
+    async fn handle(&self, event: Event, _message: &ReceivedMessage) -> Outcome {
+        let Event::Staged(ev) = event else {
+            return Outcome::Reject {
+                reason: format!("promote takes artifact.staged, not {}", event.schema()),
+            };
+        };
+        match self.promote(&ev).await {
+            Ok(outcome) => outcome,
+            Err(e) => Outcome::from_store_error(&e),
+        }
+    }
+}
+
+/// Convenience for callers that hold an `Arc<Backend>`.
+pub fn promoter(backend: &Backend, worker_id: &str, ttl_days: u32) -> Arc<Promoter> {
+    Arc::new(Promoter::new(
+        backend.clone(),
+        worker_id,
+        Duration::from_secs(u64::from(ttl_days) * 86_400),
+    ))
+}
