@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use figment::{
     providers::{Env, Format, Serialized, Toml},
-    Figment, Profile,
+    Figment,
 };
 use serde::{Deserialize, Serialize};
 

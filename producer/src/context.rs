@@ -1,0 +1,139 @@
+//! The run's identity: repository, ref, trigger and trust, and the build
+//! provenance a save records. Taken from flags, which default to the GitHub
+//! Actions variables (`GITHUB_REPOSITORY`, `GITHUB_REF`, …); outside GitHub
+//! Actions the repository defaults to `local` and the ref to the default
+//! branch. The only place the producer reads `GITHUB_*`/`RUNNER_*`.
+
+use std::{collections::BTreeMap, path::PathBuf};
+
+use clap::Args;
+use runcache_schemas::{BuildProvenance, Scope, TrustLevel};
+
+use crate::keys::KeyError;
+
+/// Where a run sits; shared by save, restore and get.
+#[derive(Debug, Clone, Args)]
+pub struct ScopeArgs {
+    /// Repository (`owner/name`) the cache belongs to.
+    #[arg(long, env = "GITHUB_REPOSITORY", default_value = "local")]
+    pub repository: String,
+    /// The ref being built (`refs/heads/main`, `refs/pull/7/merge`); default:
+    /// the default branch.
+    #[arg(long = "ref", env = "GITHUB_REF")]
+    pub git_ref: Option<String>,
+    /// For a pull request: its base branch, searched after the PR's own scope.
+    #[arg(long, env = "GITHUB_BASE_REF")]
+    pub base_ref: Option<String>,
+    /// The branch every run may fall back to.
+    #[arg(long)]
+    pub default_branch: Option<String>,
+    /// The trigger (`push`, `pull_request`, …); decides the trust recorded.
+    #[arg(long, env = "GITHUB_EVENT_NAME", default_value = "local")]
+    pub event_name: String,
+    /// Directory the path patterns are relative to.
+    #[arg(long, env = "GITHUB_WORKSPACE")]
+    pub workspace: Option<PathBuf>,
+}
+
+/// The resolved context.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    pub scope: Scope,
+    pub base_ref: Option<String>,
+    pub default_branch: String,
+    pub event_name: String,
+    pub trust: TrustLevel,
+    pub workspace: PathBuf,
+}
+
+impl ScopeArgs {
+    pub fn resolve(&self, config_default_branch: &str) -> Result<RunContext, KeyError> {
+        let default_branch = self
+            .default_branch
+            .clone()
+            .unwrap_or_else(|| config_default_branch.to_string());
+        let git_ref = self
+            .git_ref
+            .clone()
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| format!("refs/heads/{default_branch}"));
+        let scope = Scope::new(self.repository.clone(), git_ref);
+        let trust = TrustLevel::classify(&self.event_name, &scope.git_ref, &default_branch);
+        let workspace = self
+            .workspace
+            .clone()
+            .or_else(|| std::env::current_dir().ok())
+            .unwrap_or_else(|| PathBuf::from("."));
+        Ok(RunContext {
+            scope,
+            base_ref: self.base_ref.clone().filter(|b| !b.is_empty()),
+            default_branch,
+            event_name: self.event_name.clone(),
+            trust,
+            workspace,
+        })
+    }
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl RunContext {
+    /// Provenance of the build about to be saved, from the Actions
+    /// environment and git.
+    pub fn provenance(&self) -> BuildProvenance {
+        let commit_sha = var("GITHUB_SHA").or_else(|| git(&self.workspace, &["rev-parse", "HEAD"]));
+        let commit_message = commit_sha
+            .as_deref()
+            .and_then(|sha| git(&self.workspace, &["log", "-1", "--format=%s", sha]));
+        BuildProvenance {
+            repository: self.scope.repository.clone(),
+            commit_sha,
+            commit_message,
+            branch: self.scope.git_ref.clone(),
+            base_ref: self.base_ref.clone(),
+            workflow_ref: var("GITHUB_WORKFLOW_REF"),
+            workflow_run_id: var("GITHUB_RUN_ID"),
+            run_attempt: var("GITHUB_RUN_ATTEMPT"),
+            job: var("GITHUB_JOB"),
+            actor: var("GITHUB_ACTOR"),
+            trigger_event: self.event_name.clone(),
+            trust: self.trust,
+            toolchains: BTreeMap::new(),
+            toolchain: None,
+            lockfile_hash: None,
+            build_started_at: None,
+            build_duration_ms: None,
+            dependency_hashes: Vec::new(),
+            runner_name: var("RUNNER_NAME"),
+            runner_os: var("RUNNER_OS"),
+            runner_arch: var("RUNNER_ARCH"),
+            producer_version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+
+    /// Where `restore` leaves a marker for `save` in the same job (build
+    /// start, entries restored): `$RUNNER_TEMP`, only inside Actions.
+    pub fn job_marker() -> Option<PathBuf> {
+        var("RUNNER_TEMP").map(|d| PathBuf::from(d).join("runcache-job.json"))
+    }
+
+    /// `$GITHUB_OUTPUT`, when running in Actions.
+    pub fn github_output() -> Option<PathBuf> {
+        var("GITHUB_OUTPUT").map(PathBuf::from)
+    }
+}
+
+fn git(dir: &std::path::Path, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+}

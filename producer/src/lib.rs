@@ -1,0 +1,20 @@
+//! The `runcache` CLI as a library: what runners run in workflow steps.
+//!
+//! - [`context`]: who is running (scope, trigger, trust) from the GitHub
+//!   Actions environment or flags.
+//! - [`save`]: archive → hash → upload to staging → `artifact.staged`.
+//! - [`restore`]: index search → verified download → safe extraction.
+//! - [`pipe`]: bridges between the sync archive code and async ports.
+//! - [`outputs`]: `cache-hit` & co. to `$GITHUB_OUTPUT` and stdout.
+//!
+//! May touch: the ports of `runcache-infra`, the archive crate, the local
+//! filesystem it archives or restores into. Never `artifacts/`, the index
+//! or provenance directly: that is the workers' job (on the local backend
+//! `save` runs the promote worker in-process).
+
+pub mod context;
+pub mod keys;
+pub mod outputs;
+pub mod pipe;
+pub mod restore;
+pub mod save;

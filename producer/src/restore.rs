@@ -1,0 +1,210 @@
+//! `runcache restore`: the search of DESIGN.md "Restore semantics", then a
+//! streamed download that is hashed and unpacked in the same pass into a
+//! temporary directory, moved into place only once the hash matched.
+
+use std::{path::PathBuf, time::Instant};
+
+use chrono::{DateTime, Utc};
+use runcache_archive::{ArchiveError, ExtractLimits, Extraction};
+use runcache_infra::{
+    index::{restore_scopes, search, SearchHit, SearchRequest},
+    queue::{ATTR_SCHEMA, ATTR_VERSION},
+    Backend, OutgoingMessage, StoreError,
+};
+use runcache_schemas::{CacheAccessed, ContentHash, Contract, HitKind, TrustLevel};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio_util::io::SyncIoBridge;
+use tracing::{instrument, warn};
+
+use crate::{
+    context::RunContext,
+    keys::{validate_keys, KeyError},
+    outputs::RestoreOutputs,
+};
+
+#[derive(Debug, Clone)]
+pub struct RestoreRequest {
+    pub key: String,
+    pub restore_keys: Vec<String>,
+    pub paths: Vec<String>,
+    pub lookup_only: bool,
+    pub min_trust: TrustLevel,
+    pub limits: ExtractLimits,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    pub outputs: RestoreOutputs,
+    pub hit_kind: HitKind,
+    pub matched_ref: Option<String>,
+    pub content_hash: Option<String>,
+    pub bytes: u64,
+    pub entries: u64,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum RestoreError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("cache store: {0}")]
+    Store(#[from] StoreError),
+    #[error("the cached archive was refused, nothing was restored: {0}")]
+    Archive(#[from] ArchiveError),
+    #[error("the extractor stopped unexpectedly: {0}")]
+    Task(String),
+}
+
+#[instrument(skip_all, fields(key = %req.key, scope = %ctx.scope))]
+pub async fn restore(
+    backend: &Backend,
+    ctx: &RunContext,
+    req: &RestoreRequest,
+) -> Result<RestoreReport, RestoreError> {
+    validate_keys(&req.key, &req.restore_keys)?;
+    let started = Instant::now();
+    let version = runcache_archive::cache_version(&req.paths);
+    let search_req = SearchRequest {
+        scopes: restore_scopes(&ctx.scope, ctx.base_ref.as_deref(), &ctx.default_branch),
+        version: version.clone(),
+        primary_key: req.key.clone(),
+        restore_keys: req.restore_keys.clone(),
+        min_trust: req.min_trust,
+    };
+    let hit = search(&*backend.index, &search_req).await?;
+    let lookup_ms = started.elapsed().as_millis() as u64;
+    let mut report = RestoreReport {
+        outputs: RestoreOutputs {
+            cache_primary_key: req.key.clone(),
+            ..Default::default()
+        },
+        hit_kind: HitKind::Miss,
+        matched_ref: None,
+        content_hash: None,
+        bytes: 0,
+        entries: 0,
+        duration_ms: lookup_ms,
+    };
+    let mut accessed = CacheAccessed {
+        access_id: uuid::Uuid::now_v7().to_string(),
+        scope: ctx.scope.clone(),
+        primary_key: req.key.clone(),
+        restore_keys: req.restore_keys.clone(),
+        cache_version: version,
+        hit_kind: HitKind::Miss,
+        matched_key: None,
+        matched_ref: None,
+        content_hash: None,
+        bytes: 0,
+        lookup_ms,
+        download_ms: 0,
+        extract_ms: 0,
+        total_ms: lookup_ms,
+        lookup_only: req.lookup_only,
+        error: None,
+        accessed_at: Utc::now(),
+    };
+    let Some(SearchHit { entry, kind }) = hit else {
+        emit(backend, &accessed).await;
+        return Ok(report);
+    };
+    report.hit_kind = kind;
+    report.outputs.cache_hit = (kind == HitKind::Exact).to_string();
+    report.outputs.cache_matched_key = entry.cache_key.clone();
+    report.matched_ref = Some(entry.git_ref.clone());
+    report.content_hash = Some(entry.content_hash.to_string());
+    accessed.hit_kind = kind;
+    accessed.matched_key = Some(entry.cache_key.clone());
+    accessed.matched_ref = Some(entry.git_ref.clone());
+    accessed.content_hash = Some(entry.content_hash.clone());
+
+    if !req.lookup_only {
+        let transfer = Instant::now();
+        let result =
+            download_and_extract(backend, ctx, req, &entry.s3_key, &entry.content_hash).await;
+        accessed.download_ms = transfer.elapsed().as_millis() as u64;
+        match result {
+            Ok((bytes, entries)) => {
+                report.bytes = bytes;
+                report.entries = entries;
+                accessed.bytes = bytes;
+                JobMarker::record(&entry.content_hash);
+            }
+            Err(e) => {
+                accessed.error = Some(e.to_string());
+                accessed.total_ms = started.elapsed().as_millis() as u64;
+                emit(backend, &accessed).await;
+                return Err(e);
+            }
+        }
+    }
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    accessed.total_ms = report.duration_ms;
+    emit(backend, &accessed).await;
+    Ok(report)
+}
+
+async fn download_and_extract(
+    backend: &Backend,
+    ctx: &RunContext,
+    req: &RestoreRequest,
+    s3_key: &str,
+    expected: &ContentHash,
+) -> Result<(u64, u64), RestoreError> {
+    let body = backend.blobs.get(s3_key, None).await?;
+    let input = SyncIoBridge::new(body);
+    let (workspace, paths, limits) = (ctx.workspace.clone(), req.paths.clone(), req.limits.clone());
+    let expected = expected.hex().to_string();
+    let summary = tokio::task::spawn_blocking(move || {
+        Extraction::unpack(input, &workspace, &paths, &limits)?.commit_verified(&expected)
+    })
+    .await
+    .map_err(|e| RestoreError::Task(e.to_string()))??;
+    Ok((summary.compressed_bytes, summary.entries))
+}
+
+/// The access event is best effort: a restore never fails for metrics.
+async fn emit(backend: &Backend, accessed: &CacheAccessed) {
+    let message = OutgoingMessage::new(accessed.encode())
+        .with_attribute(ATTR_SCHEMA, CacheAccessed::SCHEMA)
+        .with_attribute(ATTR_VERSION, CacheAccessed::VERSION.to_string());
+    if let Err(e) = backend.accessed.send(message).await {
+        warn!(error = %e, "could not record the access (metrics only)");
+    }
+}
+
+/// What a restore leaves for a later save in the same job: when the job's
+/// first restore ran (build start) and which entries it restored
+/// (dependency hashes for provenance).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobMarker {
+    pub started_at: DateTime<Utc>,
+    pub restored: Vec<ContentHash>,
+}
+
+impl JobMarker {
+    fn path() -> Option<PathBuf> {
+        RunContext::job_marker()
+    }
+
+    pub fn load() -> Option<JobMarker> {
+        let text = std::fs::read_to_string(Self::path()?).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    fn record(hash: &ContentHash) {
+        let Some(path) = Self::path() else { return };
+        let mut marker = Self::load().unwrap_or(JobMarker {
+            started_at: Utc::now(),
+            restored: Vec::new(),
+        });
+        if !marker.restored.contains(hash) {
+            marker.restored.push(hash.clone());
+        }
+        if let Ok(text) = serde_json::to_string(&marker) {
+            let _ = std::fs::write(path, text);
+        }
+    }
+}

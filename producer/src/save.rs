@@ -1,0 +1,183 @@
+//! `runcache save`: one streaming pass tar → zstd → SHA-256 → upload to
+//! `staging/{upload-id}`, then `artifact.staged` on the staged queue. The
+//! workers verify and promote; on the local backend that happens here,
+//! in-process, so a restore right after works.
+
+use std::{path::PathBuf, sync::Arc, time::Instant};
+
+use chrono::Utc;
+use runcache_archive::{ArchiveError, ArchiveOptions, COMPRESSION};
+use runcache_infra::{
+    names, queue::ATTR_SCHEMA, queue::ATTR_VERSION, Backend, BackendKind, Config, OutgoingMessage,
+    StoreError,
+};
+use runcache_schemas::{ArtifactStaged, ContentHash, Contract};
+use serde::Serialize;
+use thiserror::Error;
+use tracing::{info, instrument};
+
+use crate::{
+    context::RunContext,
+    keys::{validate_key, KeyError},
+};
+
+#[derive(Debug, Clone)]
+pub struct SaveRequest {
+    pub key: String,
+    pub paths: Vec<String>,
+    pub zstd_level: i32,
+}
+
+/// What `save` did.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum SaveReport {
+    /// A live entry already has this key in this scope: nothing uploaded.
+    AlreadyCached { key: String, content_hash: String },
+    /// Uploaded and announced (and, on the local backend, promoted).
+    Saved {
+        key: String,
+        upload_id: String,
+        content_hash: String,
+        size_bytes: u64,
+        unpacked_bytes: u64,
+        entries: u64,
+        duration_ms: u64,
+        promoted: bool,
+    },
+}
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum SaveError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("could not archive the paths: {0}")]
+    Archive(#[from] ArchiveError),
+    #[error("cache store: {0}")]
+    Store(#[from] StoreError),
+    #[error("the archiver stopped unexpectedly: {0}")]
+    Task(String),
+}
+
+#[instrument(skip_all, fields(key = %req.key, scope = %ctx.scope))]
+pub async fn save(
+    config: &Config,
+    backend: &Backend,
+    ctx: &RunContext,
+    req: &SaveRequest,
+) -> Result<SaveReport, SaveError> {
+    validate_key(&req.key)?;
+    let started = Instant::now();
+    let version = runcache_archive::cache_version(&req.paths);
+    if let Some(existing) = backend.index.get(&ctx.scope, &version, &req.key).await? {
+        if existing.is_live() {
+            info!("already cached; nothing to upload");
+            return Ok(SaveReport::AlreadyCached {
+                key: req.key.clone(),
+                content_hash: existing.content_hash.to_string(),
+            });
+        }
+    }
+
+    let upload_id = uuid::Uuid::now_v7().to_string();
+    let staging_key = names::staging_key(&upload_id);
+    let (writer, reader) = crate::pipe::pipe();
+    let (paths, workspace) = (req.paths.clone(), ctx.workspace.clone());
+    let opts = ArchiveOptions {
+        zstd_level: req.zstd_level,
+        ..ArchiveOptions::default()
+    };
+    let archiver = tokio::task::spawn_blocking(move || {
+        let mut writer = writer;
+        match runcache_archive::create(&paths, &workspace, &mut writer, &opts) {
+            Ok(summary) => writer
+                .finish()
+                .map(|()| summary)
+                .map_err(|source| ArchiveError::Output { source }),
+            Err(e) => {
+                writer.fail(std::io::Error::other(e.to_string()));
+                Err(e)
+            }
+        }
+    });
+    let upload = backend
+        .blobs
+        .put(&staging_key, reader, Default::default())
+        .await;
+    let summary = archiver
+        .await
+        .map_err(|e| SaveError::Task(e.to_string()))??;
+    let uploaded = upload?;
+    if uploaded.size != summary.compressed_bytes {
+        backend.blobs.delete(&staging_key).await?;
+        return Err(SaveError::Task(format!(
+            "uploaded {} bytes but the archive has {}",
+            uploaded.size, summary.compressed_bytes
+        )));
+    }
+
+    let mut provenance = ctx.provenance();
+    if let Some(marker) = crate::restore::JobMarker::load() {
+        provenance.build_started_at = Some(marker.started_at);
+        provenance.build_duration_ms =
+            Some((Utc::now() - marker.started_at).num_milliseconds().max(0) as u64);
+        provenance.dependency_hashes = marker.restored;
+    }
+    let event = ArtifactStaged {
+        upload_id: upload_id.clone(),
+        staging_key,
+        claimed_hash: ContentHash::from_hex(&summary.sha256_hex)
+            .map_err(|e| SaveError::Task(e.to_string()))?,
+        size_bytes: summary.compressed_bytes,
+        cache_key: req.key.clone(),
+        scope: ctx.scope.clone(),
+        cache_version: version,
+        paths: req.paths.clone(),
+        compression: COMPRESSION.to_string(),
+        unpacked_bytes: Some(summary.uncompressed_bytes),
+        staged_at: Utc::now(),
+        provenance,
+    };
+    backend
+        .staged
+        .send(
+            OutgoingMessage::new(event.encode())
+                .with_attribute(ATTR_SCHEMA, ArtifactStaged::SCHEMA)
+                .with_attribute(ATTR_VERSION, ArtifactStaged::VERSION.to_string()),
+        )
+        .await?;
+
+    let promoted = if backend.kind == BackendKind::Local {
+        promote_in_process(config, backend).await;
+        true
+    } else {
+        false
+    };
+    Ok(SaveReport::Saved {
+        key: req.key.clone(),
+        upload_id,
+        content_hash: event.claimed_hash.to_string(),
+        size_bytes: summary.compressed_bytes,
+        unpacked_bytes: summary.uncompressed_bytes,
+        entries: summary.entries,
+        duration_ms: started.elapsed().as_millis() as u64,
+        promoted,
+    })
+}
+
+/// The local backend has no separate worker by default: run the same
+/// promote code over the staged queue now.
+async fn promote_in_process(config: &Config, backend: &Backend) {
+    let promoter =
+        runcache_worker::promote::promoter(backend, "runcache-save (in-process)", config.ttl_days);
+    runcache_worker::drain(
+        backend.staged.clone(),
+        promoter as Arc<_>,
+        Default::default(),
+    )
+    .await;
+}
+
+/// Where `--from-archive` reads from.
+pub type ArchivePath = PathBuf;

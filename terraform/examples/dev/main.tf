@@ -1,0 +1,64 @@
+# A dev stage of runcache: throw-away settings (force_destroy, no deletion
+# protection, invalidate worker scaled to zero when idle) on the module's
+# production defaults otherwise.
+#
+#   cp terraform.tfvars.example terraform.tfvars   # fill in image, VPC, subnets
+#   terraform init && terraform apply
+#   terraform output -raw runner_env_file          # paste into the runners
+
+terraform {
+  required_version = ">= 1.5.0"
+
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = ">= 5.100, < 7.0"
+    }
+  }
+
+  # Keep state remote and locked for any shared stage, e.g.:
+  # backend "s3" {
+  #   bucket       = "my-terraform-state"
+  #   key          = "runcache/dev.tfstate"
+  #   region       = "us-east-1"
+  #   use_lockfile = true
+  # }
+}
+
+provider "aws" {
+  region = var.region
+
+  default_tags {
+    tags = {
+      project = "runcache"
+      stage   = "dev"
+    }
+  }
+}
+
+module "runcache" {
+  source = "../.."
+
+  stage        = "dev"
+  worker_image = var.worker_image
+  vpc_id       = var.vpc_id
+  subnet_ids   = var.subnet_ids
+
+  # Throw-away stage.
+  force_destroy       = true
+  deletion_protection = false
+  log_retention_days  = 14
+
+  workers = {
+    promote    = { min_count = 1, max_count = 3 }
+    metrics    = { min_count = 1, max_count = 1 }
+    invalidate = { min_count = 0, max_count = 1 }
+  }
+
+  github_oidc = {
+    roles        = length(var.github_oidc_subjects) > 0 ? { ci = var.github_oidc_subjects } : {}
+    provider_arn = length(var.github_oidc_subjects) > 0 ? var.github_oidc_provider_arn : null
+  }
+
+  alarm_sns_topic_arn = var.alarm_sns_topic_arn
+}

@@ -1,0 +1,152 @@
+# --- the configuration contract -------------------------------------------------
+
+output "runner_env" {
+  description = "Exactly the environment runcache reads (RUNCACHE_BACKEND, RUNCACHE_STAGE, AWS_REGION and the resource names). Set it on runners; the workers get the same."
+  value       = local.runcache_env
+}
+
+output "runner_env_file" {
+  description = "runner_env as KEY=value lines: paste into the runner's .env file (next to its run.sh) or append to $GITHUB_ENV."
+  value       = join("", [for k in sort(keys(local.runcache_env)) : "${k}=${local.runcache_env[k]}\n"])
+}
+
+# --- resources ---------------------------------------------------------------------
+
+output "bucket_name" {
+  description = "Artifact bucket."
+  value       = aws_s3_bucket.artifacts.id
+}
+
+output "bucket_arn" {
+  description = "ARN of the artifact bucket."
+  value       = aws_s3_bucket.artifacts.arn
+}
+
+output "index_table_name" {
+  description = "Cache index table."
+  value       = aws_dynamodb_table.index.name
+}
+
+output "index_table_arn" {
+  description = "ARN of the cache index table."
+  value       = aws_dynamodb_table.index.arn
+}
+
+output "provenance_table_name" {
+  description = "Provenance table."
+  value       = aws_dynamodb_table.provenance.name
+}
+
+output "provenance_table_arn" {
+  description = "ARN of the provenance table."
+  value       = aws_dynamodb_table.provenance.arn
+}
+
+output "queue_urls" {
+  description = "URLs of the queues, keyed staged, accessed, invalidate, staged-dlq, accessed-dlq, invalidate-dlq."
+  value       = local.all_queue_urls
+}
+
+output "queue_arns" {
+  description = "ARNs of the queues, keyed like queue_urls."
+  value       = local.all_queue_arns
+}
+
+output "metrics_namespace" {
+  description = "CloudWatch namespace the workers publish to."
+  value       = local.names.metrics_namespace
+}
+
+output "kms_key_arn" {
+  description = "KMS key encrypting bucket, tables, queues and logs (null with SSE-S3)."
+  value       = local.kms_key_arn
+}
+
+# --- IAM ---------------------------------------------------------------------------
+
+output "runner_policy_arn" {
+  description = "Managed policy for runners. Attach it (and kms_policy_arn) to any other runner role."
+  value       = aws_iam_policy.runner.arn
+}
+
+output "worker_policy_arn" {
+  description = "Managed policy of the worker task role."
+  value       = aws_iam_policy.worker.arn
+}
+
+output "admin_policy_arn" {
+  description = "Managed policy for operators running `runcache admin` (and kms_policy_arn beside it)."
+  value       = aws_iam_policy.admin.arn
+}
+
+output "kms_policy_arn" {
+  description = "Managed policy granting use of the KMS key through S3, SQS and DynamoDB (null with SSE-S3)."
+  value       = one(aws_iam_policy.kms[*].arn)
+}
+
+output "policy_documents" {
+  description = "The rendered runner, worker, admin (and kms) policy documents, for review."
+  value       = merge(local.policy_documents, local.use_kms ? { kms = local.kms_policy_document } : {})
+}
+
+output "runner_instance_profile_name" {
+  description = "Instance profile for EC2 runners (null unless create_runner_instance_profile)."
+  value       = one(aws_iam_instance_profile.runner[*].name)
+}
+
+output "runner_instance_role_arn" {
+  description = "Role behind runner_instance_profile_name."
+  value       = one(aws_iam_role.runner_instance[*].arn)
+}
+
+output "github_oidc_role_arns" {
+  description = "Role ARNs for aws-actions/configure-aws-credentials (role-to-assume), keyed by github_oidc.roles key."
+  value       = { for k, r in aws_iam_role.runner_github : k => r.arn }
+}
+
+output "worker_task_role_arn" {
+  description = "Role the worker code runs as (the only principal allowed to write the CAS and the tables)."
+  value       = aws_iam_role.worker_task.arn
+}
+
+# --- workers and monitoring --------------------------------------------------------
+
+output "ecs_cluster_name" {
+  description = "ECS cluster of the workers."
+  value       = aws_ecs_cluster.workers.name
+}
+
+output "worker_service_names" {
+  description = "ECS services, keyed by mode (promote, metrics, invalidate)."
+  value       = { for k, s in aws_ecs_service.worker : k => s.name }
+}
+
+output "sweep_task_definition_arn" {
+  description = "Task definition of `runcache-worker sweep --once`, for running a sweep by hand."
+  value       = aws_ecs_task_definition.worker["sweep"].arn
+}
+
+output "worker_security_group_id" {
+  description = "Security group of the worker tasks (for VPC endpoint policies and rules)."
+  value       = aws_security_group.workers.id
+}
+
+output "worker_log_group_name" {
+  description = "CloudWatch log group of all worker tasks (stream prefix = mode)."
+  value       = aws_cloudwatch_log_group.workers.name
+}
+
+output "dashboard_name" {
+  description = "CloudWatch dashboard."
+  value       = aws_cloudwatch_dashboard.runcache.dashboard_name
+}
+
+output "dashboard_url" {
+  description = "Console link to the dashboard."
+  value       = "https://${local.region}.console.aws.amazon.com/cloudwatch/home?region=${local.region}#dashboards/dashboard/${aws_cloudwatch_dashboard.runcache.dashboard_name}"
+}
+
+output "alarm_arns" {
+  description = "Alarms that page (alarm_sns_topic_arn), not the autoscaling ones."
+  value       = local.paging_alarm_arns
+}

@@ -1,0 +1,468 @@
+# Inputs of the runcache AWS module. Everything except `stage`, `worker_image`,
+# `vpc_id` and `subnet_ids` has a default that is safe for production.
+
+# --- identity -----------------------------------------------------------------
+
+variable "stage" {
+  description = "Deployment stage (dev, staging, prod, ...). It names every resource (self-runners-artifacts-{stage}, ...) and the metrics namespace Runcache/{stage}. Lower-case letters, digits and hyphens, at most 24 characters so that every derived name fits its AWS length limit."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z0-9]([a-z0-9-]{0,22}[a-z0-9])?$", var.stage))
+    error_message = "stage must be 1-24 characters of a-z, 0-9 and '-', starting and ending with a letter or digit (it becomes part of an S3 bucket name)."
+  }
+}
+
+variable "name_overrides" {
+  description = "Override individual resource names; each defaults from the stage exactly as runcache's own configuration does (DESIGN.md, 'Configuration contract'). Dead-letter queues are always named '<queue>-dlq'. Whatever you set here is what the runner_env output hands to runcache."
+  type = object({
+    bucket            = optional(string)
+    index_table       = optional(string)
+    provenance_table  = optional(string)
+    staged_queue      = optional(string)
+    accessed_queue    = optional(string)
+    invalidate_queue  = optional(string)
+    metrics_namespace = optional(string)
+  })
+  default = {}
+
+  validation {
+    condition     = var.name_overrides.bucket == null || can(regex("^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$", coalesce(var.name_overrides.bucket, "xxx")))
+    error_message = "name_overrides.bucket must be a valid S3 bucket name without dots (3-63 characters of a-z, 0-9, '-')."
+  }
+
+  validation {
+    condition = alltrue([
+      for q in [var.name_overrides.staged_queue, var.name_overrides.accessed_queue, var.name_overrides.invalidate_queue] :
+      q == null || can(regex("^[A-Za-z0-9_-]{1,76}$", coalesce(q, "x")))
+    ])
+    error_message = "Queue name overrides must be 1-76 characters of A-Z, a-z, 0-9, '-' and '_' (the '-dlq' suffix takes the remaining 4 of SQS's 80)."
+  }
+
+  validation {
+    condition = alltrue([
+      for t in [var.name_overrides.index_table, var.name_overrides.provenance_table] :
+      t == null || can(regex("^[A-Za-z0-9_.-]{3,255}$", coalesce(t, "xxx")))
+    ])
+    error_message = "Table name overrides must be 3-255 characters of A-Z, a-z, 0-9, '_', '-' and '.'."
+  }
+}
+
+variable "tags" {
+  description = "Tags added to every taggable resource the module creates (on top of the provider's default_tags)."
+  type        = map(string)
+  default     = {}
+}
+
+# --- encryption ---------------------------------------------------------------
+
+variable "sse_algorithm" {
+  description = "Default encryption of the bucket: 'aws:kms' (SSE-KMS, the default) or 'AES256' (SSE-S3). With 'aws:kms' the same customer managed key also encrypts the tables, the queues and the worker log group; with 'AES256' the tables use the AWS managed DynamoDB key, the queues SQS-managed SSE and the log group CloudWatch's default encryption."
+  type        = string
+  default     = "aws:kms"
+
+  validation {
+    condition     = contains(["aws:kms", "AES256"], var.sse_algorithm)
+    error_message = "sse_algorithm must be \"aws:kms\" or \"AES256\"."
+  }
+}
+
+variable "kms_key_arn" {
+  description = "ARN of an existing customer managed KMS key to use when sse_algorithm = \"aws:kms\". Null (the default) creates a dedicated key with rotation. A key you bring must let this account's IAM policies grant its use (the usual root statement) and let logs.<region>.amazonaws.com use it for the worker log group (see docs/deploy.md)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$", coalesce(var.kms_key_arn, "x")))
+    error_message = "kms_key_arn must be a KMS key ARN (arn:<partition>:kms:<region>:<account>:key/<id>), not an alias."
+  }
+}
+
+# --- bucket -------------------------------------------------------------------
+
+variable "force_destroy" {
+  description = "Let `terraform destroy` delete the bucket with its objects and versions. Keep false outside throw-away stages."
+  type        = bool
+  default     = false
+}
+
+variable "lifecycle_days" {
+  description = "Object lifecycle, in days. staging/ holds unverified uploads; quarantine/ rejected ones kept for inspection; artifacts/ and metadata/ move to Glacier Instant Retrieval (millisecond reads, so a restore never waits for a thaw) and then expire. noncurrent_expiration: how long a deleted or overwritten version of an artifacts/ or metadata/ object is kept (the safety net for a bad sweep); staging/ and quarantine/ keep old versions 1 day. The index's ttl must not outlive artifacts_expiration, or a lookup would point at an expired object."
+  type = object({
+    staging_expiration     = optional(number, 1)
+    quarantine_expiration  = optional(number, 14)
+    artifacts_transition   = optional(number, 90)
+    artifacts_expiration   = optional(number, 365)
+    noncurrent_expiration  = optional(number, 7)
+    abort_incomplete_multi = optional(number, 1)
+  })
+  default = {}
+
+  validation {
+    condition = alltrue([
+      for d in values(var.lifecycle_days) : d >= 1 && floor(d) == d
+    ])
+    error_message = "Every lifecycle_days value must be a whole number of days >= 1."
+  }
+
+  validation {
+    # Glacier IR bills a 90-day minimum; expiring sooner after the transition
+    # than that only adds an early-deletion charge.
+    condition     = var.lifecycle_days.artifacts_expiration >= var.lifecycle_days.artifacts_transition + 90
+    error_message = "lifecycle_days.artifacts_expiration must be at least artifacts_transition + 90 (Glacier Instant Retrieval's minimum storage duration)."
+  }
+}
+
+variable "access_log_bucket" {
+  description = "Name of an existing bucket that receives S3 server access logs for the artifact bucket (optional). Null disables access logging."
+  type        = string
+  default     = null
+}
+
+variable "enforce_worker_only_writes" {
+  description = "Add resource policies (bucket policy and DynamoDB resource policies) that deny writing artifacts/, metadata/, quarantine/ and the two tables to every principal except the worker task role and cas_writer_principal_arns. This keeps invariant 2 ('runners cannot poison') true even for runners whose instance role has broad permissions of its own."
+  type        = bool
+  default     = true
+}
+
+variable "cas_writer_principal_arns" {
+  description = "Extra IAM role/user ARNs (break-glass operators, a migration job) allowed past the enforce_worker_only_writes denies. Keep empty normally."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for a in var.cas_writer_principal_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/", a))])
+    error_message = "cas_writer_principal_arns must be IAM role or user ARNs."
+  }
+}
+
+# --- tables -------------------------------------------------------------------
+
+variable "deletion_protection" {
+  description = "Enable DynamoDB deletion protection on both tables. Turn off only for throw-away stages."
+  type        = bool
+  default     = true
+}
+
+variable "index_contributor_insights" {
+  description = "Enable CloudWatch Contributor Insights on the index table: the DynamoDB console then shows the most read partition keys (scopes) and items (exact cache keys) with no help from the workers. Billed per million events analysed."
+  type        = bool
+  default     = true
+}
+
+# --- queues -------------------------------------------------------------------
+
+variable "max_receive_count" {
+  description = "Receives after which a message moves to its dead-letter queue (a poison message, or one whose handler keeps failing)."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.max_receive_count >= 1 && var.max_receive_count <= 1000 && floor(var.max_receive_count) == var.max_receive_count
+    error_message = "max_receive_count must be a whole number between 1 and 1000."
+  }
+}
+
+variable "queue_visibility_timeout_seconds" {
+  description = "Initial visibility timeout per queue. Workers extend it while a handler runs (STYLE.md 'Async workers'), so this only bounds how long a crashed worker's message stays hidden. staged is generous because promotion hashes and copies large objects."
+  type = object({
+    staged     = optional(number, 300)
+    accessed   = optional(number, 60)
+    invalidate = optional(number, 300)
+  })
+  default = {}
+
+  validation {
+    condition     = alltrue([for v in values(var.queue_visibility_timeout_seconds) : v >= 30 && v <= 43200])
+    error_message = "Visibility timeouts must be between 30 and 43200 seconds (SQS's maximum is 12 hours)."
+  }
+}
+
+variable "queue_retention_seconds" {
+  description = "How long an unconsumed message stays on a main queue. Dead-letter queues always keep messages 14 days (SQS's maximum)."
+  type        = number
+  default     = 345600 # 4 days
+
+  validation {
+    condition     = var.queue_retention_seconds >= 3600 && var.queue_retention_seconds <= 1209600
+    error_message = "queue_retention_seconds must be between 3600 (1 hour) and 1209600 (14 days)."
+  }
+}
+
+# --- runner access ------------------------------------------------------------
+
+variable "create_runner_instance_profile" {
+  description = "Create an EC2 role + instance profile (self-runners-cache-runner-{stage}) carrying the runner policy, for self-hosted runners on EC2."
+  type        = bool
+  default     = true
+}
+
+variable "runner_role_names" {
+  description = "Names of existing IAM roles (your runners' current instance or pod roles) to attach the runner policy (and KMS policy) to."
+  type        = list(string)
+  default     = []
+}
+
+variable "github_oidc" {
+  description = <<-EOT
+    GitHub Actions OIDC roles for runners. roles maps a short role suffix to
+    the token subjects allowed to assume it, e.g.
+      { trusted = ["repo:my-org/my-repo:ref:refs/heads/main"],
+        pr      = ["repo:my-org/my-repo:pull_request"] }
+    creating self-runners-cache-runner-{suffix}-{stage}. Separate roles per
+    trust level let the promote worker tell them apart by the SQS SenderId.
+    Give the account's existing GitHub provider in provider_arn, or set
+    create_provider = true when the account has none (an account can hold only
+    one provider for token.actions.githubusercontent.com).
+  EOT
+  type = object({
+    roles           = optional(map(list(string)), {})
+    provider_arn    = optional(string)
+    create_provider = optional(bool, false)
+  })
+  default = {}
+
+  validation {
+    condition     = alltrue([for k in keys(var.github_oidc.roles) : can(regex("^[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?$", k))])
+    error_message = "github_oidc.roles keys must be 1-12 characters of a-z, 0-9 and '-' (they become part of a 64-character role name)."
+  }
+
+  validation {
+    # Every subject must pin at least the owner: "repo:my-org/..." – never a
+    # bare "*" that would let any GitHub repository assume the role.
+    condition = alltrue(flatten([
+      for subjects in values(var.github_oidc.roles) : concat(
+        [length(subjects) > 0],
+        [for s in subjects : can(regex("^repo:[A-Za-z0-9_.-]+/[^\\s]+$", s))]
+      )
+    ]))
+    error_message = "Each github_oidc role needs at least one subject, and every subject must start with repo:<owner>/ (for example repo:my-org/my-repo:ref:refs/heads/main or repo:my-org/*)."
+  }
+
+  validation {
+    condition     = length(var.github_oidc.roles) == 0 || ((var.github_oidc.provider_arn != null) != var.github_oidc.create_provider)
+    error_message = "When github_oidc.roles is set, give exactly one of github_oidc.provider_arn or github_oidc.create_provider = true."
+  }
+}
+
+variable "admin_role_names" {
+  description = "Names of existing IAM roles to attach the admin policy (invalidate, inspect, redrive) to. The policy ARN is also an output."
+  type        = list(string)
+  default     = []
+}
+
+# --- workers ------------------------------------------------------------------
+
+variable "worker_image" {
+  description = "Container image of runcache-worker (pin a digest: repo@sha256:...). Its entrypoint is overridden by worker_entrypoint; the mode is the command."
+  type        = string
+
+  validation {
+    condition     = length(trimspace(var.worker_image)) > 0
+    error_message = "worker_image must name an image."
+  }
+}
+
+variable "worker_entrypoint" {
+  description = "Entrypoint that starts the worker binary inside the image; the mode (promote, metrics, invalidate, or sweep --once) is appended as the command."
+  type        = list(string)
+  default     = ["runcache-worker"]
+}
+
+variable "worker_cpu_architecture" {
+  description = "CPU architecture of worker_image: X86_64 or ARM64 (Graviton, cheaper per vCPU)."
+  type        = string
+  default     = "X86_64"
+
+  validation {
+    condition     = contains(["X86_64", "ARM64"], var.worker_cpu_architecture)
+    error_message = "worker_cpu_architecture must be X86_64 or ARM64."
+  }
+}
+
+variable "workers" {
+  description = <<-EOT
+    Size and scaling of each worker service. Each queue-consuming mode runs as
+    its own ECS service that scales on its own queue: out by 1 task when at
+    least scale_out_backlog messages are visible (by 3 when ten times that),
+    in by 1 after 10 minutes with nothing visible or in flight. cpu/memory are
+    Fargate units (cpu 256 = 0.25 vCPU). sweep is a scheduled one-shot task.
+    min_count = 0 saves cost on idle stages, but SQS may take up to 15
+    minutes to publish metrics for a queue that was idle 6 hours, so the first
+    message can wait that long.
+  EOT
+  type = object({
+    promote = optional(object({
+      cpu               = optional(number, 1024)
+      memory            = optional(number, 2048)
+      min_count         = optional(number, 1)
+      max_count         = optional(number, 10)
+      scale_out_backlog = optional(number, 10)
+    }), {})
+    metrics = optional(object({
+      cpu               = optional(number, 256)
+      memory            = optional(number, 512)
+      min_count         = optional(number, 1)
+      max_count         = optional(number, 4)
+      scale_out_backlog = optional(number, 500)
+    }), {})
+    invalidate = optional(object({
+      cpu               = optional(number, 256)
+      memory            = optional(number, 512)
+      min_count         = optional(number, 1)
+      max_count         = optional(number, 2)
+      scale_out_backlog = optional(number, 50)
+    }), {})
+    sweep = optional(object({
+      cpu    = optional(number, 512)
+      memory = optional(number, 1024)
+    }), {})
+  })
+  default = {}
+
+  validation {
+    condition = alltrue([
+      for w in [var.workers.promote, var.workers.metrics, var.workers.invalidate, var.workers.sweep] :
+      contains([256, 512, 1024, 2048, 4096, 8192, 16384], w.cpu) && w.memory >= 2 * w.cpu && w.memory <= 8 * w.cpu
+    ])
+    error_message = "Each worker cpu must be a Fargate size (256, 512, 1024, 2048, 4096, 8192, 16384) with memory between 2x and 8x cpu (see the Fargate task size table for the exact pairs)."
+  }
+
+  validation {
+    condition = alltrue([
+      for w in [var.workers.promote, var.workers.metrics, var.workers.invalidate] :
+      w.min_count >= 0 && w.max_count >= 1 && w.min_count <= w.max_count && w.scale_out_backlog >= 1
+    ])
+    error_message = "Each worker service needs 0 <= min_count <= max_count, max_count >= 1 and scale_out_backlog >= 1."
+  }
+}
+
+variable "worker_ephemeral_storage_gib" {
+  description = "Ephemeral storage of each worker task in GiB (21-200), mounted at /tmp (TMPDIR) because the root filesystem is read-only. Null keeps Fargate's 20 GiB default."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.worker_ephemeral_storage_gib == null || (coalesce(var.worker_ephemeral_storage_gib, 21) >= 21 && coalesce(var.worker_ephemeral_storage_gib, 21) <= 200)
+    error_message = "worker_ephemeral_storage_gib must be null or between 21 and 200."
+  }
+}
+
+variable "worker_environment" {
+  description = "Extra environment variables for every worker task (e.g. RUST_LOG). They cannot replace the RUNCACHE_* contract variables, which the module sets."
+  type        = map(string)
+  default     = { RUST_LOG = "info" }
+}
+
+variable "sweep_schedule" {
+  description = "EventBridge Scheduler expression for `runcache-worker sweep --once` (TTL expiry, per-scope quota LRU, lazy deletion of unreferenced blobs)."
+  type        = string
+  default     = "rate(1 hour)"
+
+  validation {
+    condition     = can(regex("^(rate|cron)\\(.+\\)$", var.sweep_schedule))
+    error_message = "sweep_schedule must be a rate(...) or cron(...) expression."
+  }
+}
+
+variable "vpc_id" {
+  description = "VPC in which the worker tasks run."
+  type        = string
+}
+
+variable "subnet_ids" {
+  description = "Subnets for the worker tasks (private subnets with a NAT gateway or VPC endpoints for S3, DynamoDB, SQS, CloudWatch, Logs and ECR)."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.subnet_ids) >= 1 && length(var.subnet_ids) <= 16
+    error_message = "Give between 1 and 16 subnet ids."
+  }
+}
+
+variable "assign_public_ip" {
+  description = "Give worker tasks a public IP (only for public subnets without NAT; prefer private subnets)."
+  type        = bool
+  default     = false
+}
+
+variable "additional_security_group_ids" {
+  description = "Security groups attached to the worker tasks besides the module's own (which has no inbound rules and allows HTTPS out)."
+  type        = list(string)
+  default     = []
+}
+
+variable "worker_egress_cidr_blocks" {
+  description = "Destinations the worker security group may reach on TCP 443 (AWS APIs, ECR). Narrow it to VPC endpoint ranges if you have them."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+}
+
+variable "log_retention_days" {
+  description = "Retention of the worker log group."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be one of CloudWatch Logs' allowed values (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)."
+  }
+}
+
+# --- monitoring ---------------------------------------------------------------
+
+variable "alarm_sns_topic_arn" {
+  description = "SNS topic notified when an alarm fires and when it recovers. Null creates the alarms without actions (they still show on the dashboard)."
+  type        = string
+  default     = null
+}
+
+variable "alarm_thresholds" {
+  description = "Alarm thresholds. low_hit_rate_percent: average per-repository HitRate over two hours. storage_bytes: total bucket size (all storage classes and versions) that counts as runaway growth. worker_errors: WorkerErrors per worker mode in 15 minutes. staged_age_seconds: age of the oldest unpromoted staged event."
+  type = object({
+    low_hit_rate_percent = optional(number, 50)
+    storage_bytes        = optional(number, 1099511627776) # 1 TiB
+    worker_errors        = optional(number, 5)
+    staged_age_seconds   = optional(number, 900)
+  })
+  default = {}
+
+  validation {
+    condition     = var.alarm_thresholds.low_hit_rate_percent >= 0 && var.alarm_thresholds.low_hit_rate_percent <= 100
+    error_message = "alarm_thresholds.low_hit_rate_percent must be between 0 and 100."
+  }
+
+  validation {
+    condition     = var.alarm_thresholds.storage_bytes > 0 && var.alarm_thresholds.worker_errors >= 1 && var.alarm_thresholds.staged_age_seconds >= 60
+    error_message = "alarm_thresholds: storage_bytes must be > 0, worker_errors >= 1 and staged_age_seconds >= 60."
+  }
+}
+
+variable "most_accessed_rule" {
+  description = <<-EOT
+    Contributor Insights rule behind the dashboard's "most restored entries"
+    widget. It counts JSON log lines of the metrics worker, one per handled
+    cache.accessed event, matching every filter, keyed by the given JSON paths.
+    The defaults expect tracing-subscriber's JSON layout with
+      info!(event = "cache.accessed", repository, matched_key, hit_kind, ...)
+    (docs/deploy.md, "Log contract"). Adjust the paths if the worker logs
+    differently; set enabled = false to drop the rule and its widget.
+  EOT
+  type = object({
+    enabled = optional(bool, true)
+    keys    = optional(list(string), ["$.fields.repository", "$.fields.matched_key"])
+    filters = optional(list(object({
+      match  = string
+      values = list(string)
+      })), [
+      { match = "$.fields.event", values = ["cache.accessed"] },
+      { match = "$.fields.hit_kind", values = ["exact", "prefix"] },
+    ])
+  })
+  default = {}
+
+  validation {
+    condition     = length(var.most_accessed_rule.keys) >= 1 && length(var.most_accessed_rule.keys) <= 4
+    error_message = "most_accessed_rule.keys must have 1 to 4 JSON paths (a Contributor Insights limit)."
+  }
+}
