@@ -271,7 +271,7 @@ impl LoadedConfig {
                 if let Some(figment::Source::File(path)) = &meta.source {
                     format!("file {}", path.display())
                 } else if meta.name.contains("environment") {
-                    format!("env {}", meta.interpolate(&Profile::Default, &[key]))
+                    format!("env RUNCACHE_{}", key.to_uppercase())
                 } else {
                     "default".into()
                 }
