@@ -13,8 +13,11 @@
 //! `save` runs the promote worker in-process).
 
 pub mod context;
+pub mod derive;
+pub mod get;
 pub mod keys;
 pub mod outputs;
 pub mod pipe;
+pub mod progress;
 pub mod restore;
 pub mod save;

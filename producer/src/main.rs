@@ -7,13 +7,14 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use runcache::{
     context::{RunContext, ScopeArgs},
+    get::{get, GetOutput, GetTarget},
     outputs::write_github_output,
     restore::{restore, RestoreRequest},
     save::{save, SaveReport, SaveRequest},
 };
 use runcache_archive::ExtractLimits;
 use runcache_infra::{config::Config, Backend};
-use runcache_schemas::{HitKind, TrustLevel};
+use runcache_schemas::{ContentHash, HitKind, TrustLevel};
 
 /// Artifact store and build cache for CI runners: content-addressed,
 /// verified, compatible with actions/cache keys and archives.
@@ -43,6 +44,9 @@ enum Command {
     Save(SaveArgs),
     /// Restore paths from the best matching entry: exact key, then prefixes.
     Restore(RestoreArgs),
+    /// Fetch a stored build output by key or content hash, verified, into a
+    /// directory or as the raw archive, and show its provenance.
+    Get(GetArgs),
     /// Show the effective configuration and where each value came from.
     Config {
         /// Print JSON.
@@ -62,6 +66,11 @@ struct SaveArgs {
     /// zstd level, 1–19 (default from config: 3).
     #[arg(long)]
     compression_level: Option<i32>,
+    /// Store this ready archive (an actions/cache `cache.tzst`: POSIX tar +
+    /// zstd) as it is, under the version the --path patterns give; workers
+    /// verify it and restores check its paths like any entry's.
+    #[arg(long, value_name = "FILE")]
+    from_archive: Option<PathBuf>,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -97,6 +106,32 @@ struct RestoreArgs {
     #[arg(long, default_value_t = ExtractLimits::default().max_unpacked_bytes)]
     max_unpacked_bytes: u64,
     /// Print the outputs as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    scope: ScopeArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["key", "hash"])))]
+#[command(group(clap::ArgGroup::new("into").args(["out", "archive"])))]
+struct GetArgs {
+    /// The newest live entry with exactly this key in your scopes.
+    #[arg(long)]
+    key: Option<String>,
+    /// The artifact with this content hash (`sha256:…` or bare hex).
+    #[arg(long)]
+    hash: Option<ContentHash>,
+    /// With --key: only entries saved with these path patterns (the version).
+    #[arg(long = "path")]
+    paths: Vec<String>,
+    /// Unpack into this directory (default: the current one).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Write the verified archive (POSIX tar + zstd) to this file instead.
+    #[arg(long, value_name = "FILE")]
+    archive: Option<PathBuf>,
+    /// Print the result and provenance as JSON on stdout.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -156,6 +191,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 key: args.key,
                 paths: args.paths,
                 zstd_level: args.compression_level.unwrap_or(config.zstd_level),
+                from_archive: args.from_archive,
+                progress: !cli.quiet,
             };
             let report = save(&config, &backend, &ctx, &req)
                 .await
@@ -179,6 +216,50 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Restore(args) => restore_command(&config, args, cli.quiet).await,
+        Command::Get(args) => {
+            let ctx = args.scope.resolve(&config.default_branch)?;
+            let backend = open(&config).await?;
+            let target = match (args.key, args.hash) {
+                (_, Some(hash)) => GetTarget::Hash(hash),
+                (Some(key), None) => GetTarget::Key {
+                    key,
+                    paths: (!args.paths.is_empty()).then_some(args.paths),
+                },
+                (None, None) => bail!("pass --key or --hash"),
+            };
+            let output = match (args.archive, args.out) {
+                (Some(file), _) => GetOutput::Archive(file),
+                (None, dir) => GetOutput::Dir(dir.unwrap_or_else(|| PathBuf::from("."))),
+            };
+            let report = get(&backend, &ctx, &target, &output, &ExtractLimits::default())
+                .await
+                .context("get failed")?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            }
+            if !cli.quiet {
+                eprintln!(
+                    "runcache: wrote {} ({}) to {}",
+                    report.content_hash,
+                    human(report.bytes),
+                    report.written_to.display()
+                );
+                for p in &report.provenance {
+                    eprintln!(
+                        "  built by {} run {} ({}, {} trust) at commit {} on {}: key `{}`, promoted {}",
+                        p.build.repository,
+                        p.build.workflow_run_id.as_deref().unwrap_or("-"),
+                        p.build.trigger_event,
+                        p.build.trust,
+                        p.build.commit_sha.as_deref().unwrap_or("-"),
+                        p.scope.git_ref,
+                        p.cache_key,
+                        p.promoted_at.format("%Y-%m-%d %H:%M:%S UTC")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -194,6 +275,7 @@ async fn restore_command(config: &Config, args: RestoreArgs, quiet: bool) -> Res
             max_unpacked_bytes: args.max_unpacked_bytes,
             ..ExtractLimits::default()
         },
+        progress: !quiet,
     };
     let result = match open(config).await {
         Ok(backend) => restore(&backend, &ctx, &req)

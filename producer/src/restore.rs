@@ -31,6 +31,8 @@ pub struct RestoreRequest {
     pub lookup_only: bool,
     pub min_trust: TrustLevel,
     pub limits: ExtractLimits,
+    /// Show a progress bar on a terminal for long downloads.
+    pub progress: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -122,8 +124,14 @@ pub async fn restore(
 
     if !req.lookup_only {
         let transfer = Instant::now();
-        let result =
-            download_and_extract(backend, ctx, req, &entry.s3_key, &entry.content_hash).await;
+        let result = download_and_extract(
+            backend,
+            ctx,
+            req,
+            (&entry.s3_key, entry.size_bytes),
+            &entry.content_hash,
+        )
+        .await;
         accessed.download_ms = transfer.elapsed().as_millis() as u64;
         match result {
             Ok((bytes, entries)) => {
@@ -150,10 +158,11 @@ async fn download_and_extract(
     backend: &Backend,
     ctx: &RunContext,
     req: &RestoreRequest,
-    s3_key: &str,
+    (s3_key, size): (&str, u64),
     expected: &ContentHash,
 ) -> Result<(u64, u64), RestoreError> {
-    let body = backend.blobs.get(s3_key, None).await?;
+    let bar = crate::progress::bar("downloading", Some(size), req.progress);
+    let body = crate::progress::track(backend.blobs.get(s3_key, None).await?, &bar);
     let input = SyncIoBridge::new(body);
     let (workspace, paths, limits) = (ctx.workspace.clone(), req.paths.clone(), req.limits.clone());
     let expected = expected.hex().to_string();
@@ -161,7 +170,9 @@ async fn download_and_extract(
         Extraction::unpack(input, &workspace, &paths, &limits)?.commit_verified(&expected)
     })
     .await
-    .map_err(|e| RestoreError::Task(e.to_string()))??;
+    .map_err(|e| RestoreError::Task(e.to_string()))?;
+    bar.finish_and_clear();
+    let summary = summary?;
     Ok((summary.compressed_bytes, summary.entries))
 }
 

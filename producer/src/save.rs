@@ -24,8 +24,14 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct SaveRequest {
     pub key: String,
+    /// Path patterns; they give the entry its version, as in actions/cache.
     pub paths: Vec<String>,
     pub zstd_level: i32,
+    /// Store this ready archive (actions/cache's `cache.tzst`) as it is
+    /// instead of archiving `paths`.
+    pub from_archive: Option<PathBuf>,
+    /// Show a progress bar on a terminal for long uploads.
+    pub progress: bool,
 }
 
 /// What `save` did.
@@ -88,9 +94,25 @@ pub async fn save(
         zstd_level: req.zstd_level,
         ..ArchiveOptions::default()
     };
+    let from_archive = req.from_archive.clone();
+    let total = match &from_archive {
+        Some(file) => Some(
+            std::fs::metadata(file)
+                .map_err(|source| ArchiveError::Io {
+                    path: file.clone(),
+                    source,
+                })?
+                .len(),
+        ),
+        None => None,
+    };
     let archiver = tokio::task::spawn_blocking(move || {
         let mut writer = writer;
-        match runcache_archive::create(&paths, &workspace, &mut writer, &opts) {
+        let result = match &from_archive {
+            Some(file) => copy_archive(file, &mut writer),
+            None => runcache_archive::create(&paths, &workspace, &mut writer, &opts),
+        };
+        match result {
             Ok(summary) => writer
                 .finish()
                 .map(|()| summary)
@@ -101,10 +123,16 @@ pub async fn save(
             }
         }
     });
+    let bar = crate::progress::bar("uploading", total, req.progress);
     let upload = backend
         .blobs
-        .put(&staging_key, reader, Default::default())
+        .put(
+            &staging_key,
+            crate::progress::track(reader, &bar),
+            Default::default(),
+        )
         .await;
+    bar.finish_and_clear();
     let summary = archiver
         .await
         .map_err(|e| SaveError::Task(e.to_string()))??;
@@ -135,7 +163,7 @@ pub async fn save(
         cache_version: version,
         paths: req.paths.clone(),
         compression: COMPRESSION.to_string(),
-        unpacked_bytes: Some(summary.uncompressed_bytes),
+        unpacked_bytes: (summary.uncompressed_bytes > 0).then_some(summary.uncompressed_bytes),
         staged_at: Utc::now(),
         provenance,
     };
@@ -179,5 +207,37 @@ async fn promote_in_process(config: &Config, backend: &Backend) {
     .await;
 }
 
-/// Where `--from-archive` reads from.
-pub type ArchivePath = PathBuf;
+/// `--from-archive`: streams a ready archive into the pipe, hashing it on
+/// the way. Its contents are checked like any other's: by promote (hash)
+/// and by every restore (path safety).
+fn copy_archive(
+    file: &std::path::Path,
+    out: &mut impl std::io::Write,
+) -> Result<runcache_archive::ArchiveSummary, ArchiveError> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let io_err = |source| ArchiveError::Io {
+        path: file.to_path_buf(),
+        source,
+    };
+    let mut input = std::fs::File::open(file).map_err(io_err)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = input.read(&mut buf).map_err(io_err)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])
+            .map_err(|source| ArchiveError::Output { source })?;
+        total += n as u64;
+    }
+    Ok(runcache_archive::ArchiveSummary {
+        sha256_hex: hex::encode(hasher.finalize()),
+        compressed_bytes: total,
+        uncompressed_bytes: 0,
+        entries: 0,
+    })
+}

@@ -212,7 +212,8 @@ impl Contract for WorkerOutcome {
 /// Any event a queue may carry.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    Staged(ArtifactStaged),
+    /// Boxed: by far the largest event.
+    Staged(Box<ArtifactStaged>),
     Accessed(CacheAccessed),
     Invalidate(CacheInvalidate),
     Outcome(WorkerOutcome),
@@ -231,7 +232,7 @@ impl Event {
     pub fn decode(json: &str) -> Result<Event, SchemaError> {
         let h = header(json)?;
         match h.schema.as_str() {
-            ArtifactStaged::SCHEMA => body(json, &h).map(Event::Staged),
+            ArtifactStaged::SCHEMA => body(json, &h).map(|e| Event::Staged(Box::new(e))),
             CacheAccessed::SCHEMA => body(json, &h).map(Event::Accessed),
             CacheInvalidate::SCHEMA => body(json, &h).map(Event::Invalidate),
             WorkerOutcome::SCHEMA => body(json, &h).map(Event::Outcome),

@@ -61,7 +61,7 @@ fn events_round_trip_through_their_envelope() {
     assert_eq!(v["version"], 1);
     assert_eq!(v["claimedHash"], format!("sha256:{}", "ab".repeat(32)));
     assert_eq!(decode::<ArtifactStaged>(&json).unwrap(), e);
-    assert_eq!(Event::decode(&json).unwrap(), Event::Staged(e));
+    assert_eq!(Event::decode(&json).unwrap(), Event::Staged(Box::new(e)));
 }
 
 #[test]

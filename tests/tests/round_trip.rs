@@ -113,6 +113,7 @@ fn request(key: &str, restore_keys: &[&str]) -> RestoreRequest {
         lookup_only: false,
         min_trust: TrustLevel::Untrusted,
         limits: ExtractLimits::default(),
+        progress: false,
     }
 }
 
@@ -125,6 +126,8 @@ async fn save_then_restore_is_byte_identical() {
         key: "npm-linux-abc".into(),
         paths: vec!["node_modules".into()],
         zstd_level: 3,
+        from_archive: None,
+        progress: false,
     };
     let report = save(&s.config, &s.backend, &s.ctx, &req).await.unwrap();
     let SaveReport::Saved {
@@ -184,6 +187,8 @@ async fn a_miss_and_lookup_only_download_nothing() {
         key: "k1".into(),
         paths: vec!["node_modules".into()],
         zstd_level: 3,
+        from_archive: None,
+        progress: false,
     };
     save(&s.config, &s.backend, &s.ctx, &req).await.unwrap();
     fs::remove_dir_all(s.ctx.workspace.join("node_modules")).unwrap();
@@ -220,6 +225,8 @@ async fn a_tampered_cas_blob_fails_the_restore_and_leaves_the_target_alone() {
         key: "k1".into(),
         paths: vec!["node_modules".into()],
         zstd_level: 3,
+        from_archive: None,
+        progress: false,
     };
     let SaveReport::Saved { content_hash, .. } =
         save(&s.config, &s.backend, &s.ctx, &req).await.unwrap()

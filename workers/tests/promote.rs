@@ -450,7 +450,6 @@ impl CacheIndex for FaultyIndex {
 }
 
 async fn crash_then_redeliver(bytes: &[u8], claimed: &[u8]) -> usize {
-    let mut steps_seen = 0;
     for fail_at in 1.. {
         let e = env();
         stage(&e.backend, "u1", bytes).await;
@@ -464,10 +463,10 @@ async fn crash_then_redeliver(bytes: &[u8], claimed: &[u8]) -> usize {
         crashing.index = Arc::new(FaultyIndex(e.backend.index.clone(), faults.clone()));
         let first = promoter(&crashing).promote(&ev).await;
         if first.is_ok() {
-            // fail_at is past the last mutating step: every step was covered.
-            return steps_seen;
+            // fail_at is past the last mutating step: every step before it
+            // was covered.
+            return fail_at - 1;
         }
-        steps_seen += 1;
         // Redelivery to a healthy worker.
         assert_eq!(
             promoter(&e.backend).promote(&ev).await.unwrap(),

@@ -1,0 +1,379 @@
+//! The `runcache` binary as users and workflows call it, on the local
+//! backend: exit codes, step outputs, `--from-archive` (including hostile
+//! archives), `get`, immutability and scope isolation.
+
+use std::{
+    fs,
+    io::Write,
+    os::unix::fs::symlink,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+struct Sandbox {
+    root: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        let s = Self {
+            root: tempfile::tempdir().unwrap(),
+        };
+        fs::create_dir_all(s.ws()).unwrap();
+        fs::create_dir_all(s.outside()).unwrap();
+        fs::write(s.outside().join("sentinel"), b"untouched").unwrap();
+        s
+    }
+    fn ws(&self) -> PathBuf {
+        self.root.path().join("ws")
+    }
+    fn outside(&self) -> PathBuf {
+        self.root.path().join("outside")
+    }
+    fn output_file(&self) -> PathBuf {
+        self.root.path().join("github_output")
+    }
+
+    /// Runs `runcache` in the workspace with a clean, GitHub-like env.
+    fn run(&self, args: &[&str], git_ref: &str) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_runcache"))
+            .args(args)
+            .current_dir(self.ws())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.root.path())
+            .env("RUNCACHE_HOME", self.root.path().join("home"))
+            .env("GITHUB_REPOSITORY", "acme/app")
+            .env("GITHUB_REF", git_ref)
+            .env("GITHUB_EVENT_NAME", "push")
+            .env("GITHUB_OUTPUT", self.output_file())
+            .output()
+            .unwrap()
+    }
+
+    fn outputs(&self) -> String {
+        fs::read_to_string(self.output_file()).unwrap_or_default()
+    }
+
+    fn outside_listing(&self) -> Vec<String> {
+        let mut names: Vec<_> = fs::read_dir(self.outside())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+const MAIN: &str = "refs/heads/main";
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn miss_exit_codes_and_step_outputs() {
+    let s = Sandbox::new();
+    fs::create_dir_all(s.ws().join("dist")).unwrap();
+    let out = s.run(&["restore", "--key", "k", "--path", "dist"], MAIN);
+    let stdout = ok(&out);
+    assert!(stdout.contains("cache-hit=\n"), "{stdout}");
+    assert!(
+        s.outputs()
+            .contains("cache-hit=\ncache-primary-key=k\ncache-matched-key=\n"),
+        "{}",
+        s.outputs()
+    );
+    let out = s.run(
+        &[
+            "restore",
+            "--key",
+            "k",
+            "--path",
+            "dist",
+            "--fail-on-cache-miss",
+        ],
+        MAIN,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--fail-on-cache-miss"),
+        "{}",
+        stderr(&out)
+    );
+    // Bad input says what to do.
+    let out = s.run(&["restore", "--key", "a,b", "--path", "dist"], MAIN);
+    assert!(stderr(&out).contains("comma"), "{}", stderr(&out));
+}
+
+#[test]
+fn save_twice_is_reported_and_a_sibling_branch_never_sees_it() {
+    let s = Sandbox::new();
+    fs::create_dir_all(s.ws().join("dist")).unwrap();
+    fs::write(s.ws().join("dist/app.js"), b"console.log(1)").unwrap();
+    ok(&s.run(
+        &["save", "--key", "build-1", "--path", "dist"],
+        "refs/heads/feature-a",
+    ));
+    let again = s.run(
+        &["save", "--key", "build-1", "--path", "dist"],
+        "refs/heads/feature-a",
+    );
+    ok(&again);
+    assert!(
+        stderr(&again).contains("already cached"),
+        "{}",
+        stderr(&again)
+    );
+    let sibling = ok(&s.run(
+        &[
+            "restore",
+            "--key",
+            "build-1",
+            "--path",
+            "dist",
+            "--lookup-only",
+        ],
+        "refs/heads/feature-b",
+    ));
+    assert!(
+        sibling.contains("cache-hit=\n"),
+        "a sibling branch must miss: {sibling}"
+    );
+    let same = ok(&s.run(
+        &[
+            "restore",
+            "--key",
+            "build-1",
+            "--path",
+            "dist",
+            "--lookup-only",
+        ],
+        "refs/heads/feature-a",
+    ));
+    assert!(same.contains("cache-hit=true"), "{same}");
+}
+
+/// `tar --posix -cf - -C dir what | zstd`, as actions/cache does.
+fn actions_cache_archive(dir: &Path, what: &str, dest: &Path) {
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "tar --posix -cf - -C '{}' '{what}' | zstd -q -3 -o '{}'",
+            dir.display(),
+            dest.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success(), "tar | zstd (GNU tar and zstd are needed)");
+}
+
+#[test]
+fn from_archive_imports_an_actions_cache_archive_and_get_fetches_it() {
+    let s = Sandbox::new();
+    let src = s.root.path().join("src");
+    fs::create_dir_all(src.join("node_modules/pkg")).unwrap();
+    fs::write(
+        src.join("node_modules/pkg/index.js"),
+        b"module.exports = 42",
+    )
+    .unwrap();
+    symlink("pkg/index.js", src.join("node_modules/main.js")).unwrap();
+    let archive = s.root.path().join("cache.tzst");
+    actions_cache_archive(&src, "node_modules", &archive);
+
+    let saved = ok(&s.run(
+        &[
+            "save",
+            "--key",
+            "npm-imported",
+            "--path",
+            "node_modules",
+            "--from-archive",
+            archive.to_str().unwrap(),
+            "--json",
+        ],
+        MAIN,
+    ));
+    let report: serde_json::Value = serde_json::from_str(&saved).unwrap();
+    let hash = report["content_hash"].as_str().unwrap().to_string();
+    assert_eq!(report["status"], "saved");
+
+    ok(&s.run(
+        &["restore", "--key", "npm-imported", "--path", "node_modules"],
+        MAIN,
+    ));
+    assert_eq!(
+        fs::read(s.ws().join("node_modules/pkg/index.js")).unwrap(),
+        b"module.exports = 42"
+    );
+    assert_eq!(
+        fs::read_link(s.ws().join("node_modules/main.js")).unwrap(),
+        Path::new("pkg/index.js")
+    );
+
+    // get by hash, as the raw archive: byte-identical to what was imported.
+    let fetched = s.root.path().join("fetched.tzst");
+    let got = s.run(
+        &[
+            "get",
+            "--hash",
+            &hash,
+            "--archive",
+            fetched.to_str().unwrap(),
+        ],
+        MAIN,
+    );
+    ok(&got);
+    assert_eq!(fs::read(&fetched).unwrap(), fs::read(&archive).unwrap());
+    assert!(
+        stderr(&got).contains("built by acme/app"),
+        "provenance is shown: {}",
+        stderr(&got)
+    );
+    // get by key, into another directory.
+    let other = s.root.path().join("other");
+    let json = ok(&s.run(
+        &[
+            "get",
+            "--key",
+            "npm-imported",
+            "--out",
+            other.to_str().unwrap(),
+            "--json",
+        ],
+        MAIN,
+    ));
+    assert!(json.contains("\"provenance\""), "{json}");
+    assert_eq!(
+        fs::read(other.join("node_modules/pkg/index.js")).unwrap(),
+        b"module.exports = 42"
+    );
+    let missing = s.run(&["get", "--key", "nope"], MAIN);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).contains("no live entry `nope`"),
+        "{}",
+        stderr(&missing)
+    );
+}
+
+type RawEntry<'a> = (&'a str, tar::EntryType, &'a str, &'a [u8]);
+
+/// Writes a zstd tar whose entries are built from raw headers, so names
+/// like `../x` or `/abs` can be expressed.
+fn hostile_archive(dest: &Path, entries: &[RawEntry<'_>]) {
+    let mut tar_bytes = Vec::new();
+    {
+        let mut builder = tar::Builder::new(&mut tar_bytes);
+        for (name, kind, link, data) in entries {
+            let mut h = tar::Header::new_ustar();
+            h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            h.set_entry_type(*kind);
+            h.set_mode(0o644);
+            h.set_size(data.len() as u64);
+            if !link.is_empty() {
+                h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+            }
+            if matches!(kind, tar::EntryType::Char | tar::EntryType::Block) {
+                h.set_device_major(1).unwrap();
+                h.set_device_minor(3).unwrap();
+            }
+            h.set_cksum();
+            builder.append(&h, *data).unwrap();
+        }
+        builder.finish().unwrap();
+    }
+    let mut f = fs::File::create(dest).unwrap();
+    f.write_all(&zstd::encode_all(&tar_bytes[..], 3).unwrap())
+        .unwrap();
+}
+
+#[test]
+fn every_escape_kind_in_an_imported_archive_is_refused_with_nothing_written_outside() {
+    use tar::EntryType::*;
+    let s = Sandbox::new();
+    let outside = s.outside();
+    let abs = format!("{}/abs-escape", outside.display());
+    let cases: Vec<(&str, Vec<RawEntry<'_>>)> = vec![
+        (
+            "dotdot",
+            vec![
+                ("cache/ok", Regular, "", b"fine"),
+                ("cache/../../outside/dotdot", Regular, "", b"evil"),
+            ],
+        ),
+        (
+            "absolute",
+            vec![
+                ("cache/ok", Regular, "", b"fine"),
+                (abs.as_str(), Regular, "", b"evil"),
+            ],
+        ),
+        (
+            "symlink",
+            vec![
+                ("cache/link", Symlink, "../../outside", b""),
+                ("cache/link/via-symlink", Regular, "", b"evil"),
+            ],
+        ),
+        (
+            "hardlink",
+            vec![("cache/hard", Link, "../outside/sentinel", b"")],
+        ),
+        ("device", vec![("cache/null", Char, "", b"")]),
+        ("fifo", vec![("cache/pipe", Fifo, "", b"")]),
+    ];
+    for (i, (name, entries)) in cases.into_iter().enumerate() {
+        let file = s.root.path().join(format!("{name}.tzst"));
+        hostile_archive(&file, &entries);
+        let key = format!("hostile-{i}");
+        ok(&s.run(
+            &[
+                "save",
+                "--key",
+                &key,
+                "--path",
+                "cache",
+                "--from-archive",
+                file.to_str().unwrap(),
+            ],
+            MAIN,
+        ));
+        // Not strict: a warning and exit 0 (a cache problem must not fail a
+        // build); strict: exit 1.
+        let out = s.run(&["restore", "--key", &key, "--path", "cache"], MAIN);
+        ok(&out);
+        assert!(stderr(&out).contains("refused"), "{name}: {}", stderr(&out));
+        let strict = s.run(
+            &["restore", "--key", &key, "--path", "cache", "--strict"],
+            MAIN,
+        );
+        assert_eq!(strict.status.code(), Some(1), "{name}");
+        assert_eq!(
+            s.outside_listing(),
+            ["sentinel"],
+            "{name}: something was written outside"
+        );
+        assert_eq!(
+            fs::read(outside.join("sentinel")).unwrap(),
+            b"untouched",
+            "{name}"
+        );
+        assert!(
+            !s.ws().join("cache").exists(),
+            "{name}: a refused archive must not be partly restored"
+        );
+    }
+}
