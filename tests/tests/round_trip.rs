@@ -5,7 +5,7 @@
 use std::{
     fs,
     os::unix::fs::{symlink, PermissionsExt},
-    path::{Path, PathBuf},
+    path::Path,
     sync::Arc,
     time::{Duration, SystemTime},
 };
@@ -16,6 +16,7 @@ use runcache::{
     save::{save, SaveReport, SaveRequest},
 };
 use runcache_archive::ExtractLimits;
+use runcache_e2e::tree_snapshot;
 use runcache_infra::{names, Backend, Config, SystemClock};
 use runcache_schemas::{HitKind, Scope, TrustLevel};
 
@@ -74,37 +75,6 @@ fn make_tree(root: &Path) {
         .unwrap();
 }
 
-/// Every path below `root`, with type, mode, mtime and content or target.
-fn snapshot(root: &Path) -> Vec<(PathBuf, String)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let meta = fs::symlink_metadata(&path).unwrap();
-            let rel = path.strip_prefix(root).unwrap().to_path_buf();
-            let desc = if meta.file_type().is_symlink() {
-                format!("link -> {}", fs::read_link(&path).unwrap().display())
-            } else if meta.is_dir() {
-                stack.push(path.clone());
-                format!("dir {:o}", meta.permissions().mode() & 0o777)
-            } else {
-                let bytes = fs::read(&path).unwrap();
-                format!(
-                    "file {:o} {:?} {} bytes sum {}",
-                    meta.permissions().mode() & 0o777,
-                    meta.modified().unwrap(),
-                    bytes.len(),
-                    bytes.iter().map(|b| *b as u64).sum::<u64>()
-                )
-            };
-            out.push((rel, desc));
-        }
-    }
-    out.sort();
-    out
-}
-
 fn request(key: &str, restore_keys: &[&str]) -> RestoreRequest {
     RestoreRequest {
         key: key.into(),
@@ -121,7 +91,7 @@ fn request(key: &str, restore_keys: &[&str]) -> RestoreRequest {
 async fn save_then_restore_is_byte_identical() {
     let s = setup();
     make_tree(&s.ctx.workspace);
-    let before = snapshot(&s.ctx.workspace.join("node_modules"));
+    let before = tree_snapshot(&s.ctx.workspace.join("node_modules"));
     let req = SaveRequest {
         key: "npm-linux-abc".into(),
         paths: vec!["node_modules".into()],
@@ -154,7 +124,7 @@ async fn save_then_restore_is_byte_identical() {
         restored.content_hash.as_deref(),
         Some(content_hash.as_str())
     );
-    assert_eq!(snapshot(&s.ctx.workspace.join("node_modules")), before);
+    assert_eq!(tree_snapshot(&s.ctx.workspace.join("node_modules")), before);
 
     // A prefix match restores too, and says it was not exact.
     fs::remove_dir_all(s.ctx.workspace.join("node_modules")).unwrap();
@@ -167,7 +137,7 @@ async fn save_then_restore_is_byte_identical() {
     .unwrap();
     assert_eq!(prefix.outputs.cache_hit, "false");
     assert_eq!(prefix.outputs.cache_matched_key, "npm-linux-abc");
-    assert_eq!(snapshot(&s.ctx.workspace.join("node_modules")), before);
+    assert_eq!(tree_snapshot(&s.ctx.workspace.join("node_modules")), before);
     let leftovers: Vec<_> = fs::read_dir(&s.ctx.workspace)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -260,13 +230,13 @@ async fn a_tampered_cas_blob_fails_the_restore_and_leaves_the_target_alone() {
     fs::remove_dir_all(s.ctx.workspace.join("node_modules")).unwrap();
     fs::create_dir_all(s.ctx.workspace.join("node_modules")).unwrap();
     fs::write(s.ctx.workspace.join("node_modules/keep.txt"), b"mine").unwrap();
-    let before = snapshot(&s.ctx.workspace);
+    let before = tree_snapshot(&s.ctx.workspace);
     let err = restore(&s.backend, &s.ctx, &request("k1", &[]))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("SHA-256"), "{err}");
     assert_eq!(
-        snapshot(&s.ctx.workspace),
+        tree_snapshot(&s.ctx.workspace),
         before,
         "a failed restore leaves the target as it was"
     );
