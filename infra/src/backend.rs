@@ -32,9 +32,14 @@ impl Backend {
     pub async fn open(config: &Config) -> Result<Backend, StoreError> {
         match config.backend {
             BackendKind::Local => Self::local(config, Arc::new(SystemClock)),
+            #[cfg(feature = "aws")]
+            BackendKind::Aws => crate::aws::connect(config).await,
+            #[cfg(not(feature = "aws"))]
             BackendKind::Aws => Err(StoreError::Unavailable {
                 what: "the aws backend".into(),
-                reason: "this build has no AWS adapters yet; use RUNCACHE_BACKEND=local".into(),
+                reason: "this build of runcache-infra has no AWS adapters (feature `aws` is off); \
+                         rebuild with default features or use RUNCACHE_BACKEND=local"
+                    .into(),
             }),
         }
     }

@@ -6,10 +6,14 @@
 //! - `local`: filesystem blobs + SQLite index, queues, metrics and
 //!   provenance under `$RUNCACHE_HOME`: the embedded default, nothing to
 //!   install or start.
+//! - `aws` (feature `aws`, on by default): S3, DynamoDB, SQS and
+//!   CloudWatch through the AWS SDK; `aws::bootstrap` creates the resources.
 //!
 //! Pure logic that both backends share (the restore search order) lives next
 //! to its port so that no adapter re-implements it.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod backend;
 pub mod blob;
 pub mod clock;

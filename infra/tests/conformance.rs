@@ -5,7 +5,7 @@
 
 #[path = "conformance/mod.rs"]
 mod conformance;
-
+#[cfg(feature = "aws")]
 use peak_alloc::PeakAlloc;
 
 /// Counts allocations so the streaming cases can prove bounded memory.
@@ -13,3 +13,5 @@ use peak_alloc::PeakAlloc;
 static PEAK_ALLOC: PeakAlloc = PeakAlloc;
 
 conformance_suite!(local, crate::conformance::fixtures::local);
+#[cfg(feature = "aws")]
+conformance_suite!(aws_moto, crate::conformance::fixtures::moto);

@@ -456,7 +456,11 @@ pub async fn verify(backend: &Backend) -> Result<VerifyReport, AdminError> {
     report.unreadable.sort_by(|a, b| a.key.cmp(&b.key));
 
     let mut dangling: HashMap<ContentHash, Vec<String>> = HashMap::new();
-    for e in scan_all(backend).await?.into_iter().filter(IndexEntry::is_live) {
+    for e in scan_all(backend)
+        .await?
+        .into_iter()
+        .filter(IndexEntry::is_live)
+    {
         if !present.contains(&e.content_hash) {
             dangling
                 .entry(e.content_hash.clone())

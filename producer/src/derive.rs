@@ -257,7 +257,8 @@ pub fn detect(dir: &Path, opts: &DeriveOptions) -> Result<Derivation, DeriveErro
                 continue;
             };
             if !toolchains.contains_key(name) {
-                let version = detect_toolchain(name, &lockfile.path, opts.toolchain_timeout)?;
+                let version =
+                    detect_toolchain(name, &lockfile.path, &root, opts.toolchain_timeout)?;
                 toolchains.insert(name.to_string(), clean_toolchain(&version));
             }
         }
@@ -579,7 +580,10 @@ impl KeyCommand {
             Self::Deps(_) => (KeyKind::Deps, None),
             Self::Output(o) => (KeyKind::Output, o.sha.clone()),
         };
-        let dir = cwd.join(&a.dir);
+        let dir = match a.dir.as_path() {
+            d if d == Path::new(".") => cwd.to_path_buf(),
+            d => cwd.join(d),
+        };
         KeyRequest {
             kind,
             repository: a.repository.clone().unwrap_or_default(),

@@ -12,6 +12,7 @@
 //! or provenance directly: that is the workers' job (on the local backend
 //! `save` runs the promote worker in-process).
 
+pub mod admin;
 pub mod context;
 pub mod derive;
 pub mod get;

@@ -47,9 +47,90 @@ enum Command {
     /// Fetch a stored build output by key or content hash, verified, into a
     /// directory or as the raw archive, and show its provenance.
     Get(GetArgs),
+    /// Derive a cache key from lockfiles, toolchains, env vars and build config.
+    Key(runcache::derive::KeyArgs),
+    /// Operate the cache: stats, ls, provenance, invalidate, verify, bootstrap.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Show the effective configuration and where each value came from.
     Config {
         /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Create the bucket, tables, queues and dead-letter queues on the
+    /// configured AWS endpoint (RUNCACHE_BACKEND=aws), idempotently: for
+    /// emulators and first trials; production uses terraform/.
+    Bootstrap,
+    /// Hit rate, storage, average age and the most accessed entries, per
+    /// repository. On the local backend, pending access events are counted
+    /// first.
+    Stats {
+        /// Only this repository.
+        #[arg(long)]
+        repository: Option<String>,
+        /// Look back this many days.
+        #[arg(long, default_value_t = 30)]
+        days: i64,
+        /// How many of the most accessed entries to list.
+        #[arg(long, default_value_t = runcache::admin::DEFAULT_TOP)]
+        top: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a repository's entries (any state), newest first.
+    Ls {
+        #[arg(long, env = "GITHUB_REPOSITORY", default_value = "local")]
+        repository: String,
+        /// Only this ref (`refs/heads/main`).
+        #[arg(long = "ref")]
+        git_ref: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Where an artifact came from: by content hash (`sha256:…`) or by key.
+    Provenance {
+        /// A content hash, or a cache key (resolved in --repository).
+        hash_or_key: String,
+        #[arg(long, env = "GITHUB_REPOSITORY", default_value = "local")]
+        repository: String,
+        #[arg(long = "ref")]
+        git_ref: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Soft-delete every live entry matching all the given selectors (at
+    /// least one of repository, toolchain, lockfile hash, key prefix).
+    /// Enqueued for the invalidate worker; applied at once on the local
+    /// backend.
+    Invalidate {
+        #[arg(long)]
+        repository: Option<String>,
+        /// Narrow to one ref (with another selector).
+        #[arg(long = "ref")]
+        git_ref: Option<String>,
+        #[arg(long)]
+        toolchain: Option<String>,
+        #[arg(long)]
+        lockfile_hash: Option<String>,
+        #[arg(long)]
+        key_prefix: Option<String>,
+        /// Why (kept in the audit record and shown by restores' explain).
+        #[arg(long)]
+        reason: String,
+        /// Who asks (default: $GITHUB_ACTOR, else $USER).
+        #[arg(long)]
+        requested_by: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-hash every CAS object; exit 1 if any does not match its name, is
+    /// unreadable, or a live entry's blob is missing (for a cron alert).
+    Verify {
         #[arg(long)]
         json: bool,
     },
@@ -167,6 +248,12 @@ fn init_tracing() {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
+    // Key derivation needs no configuration: a broken runcache.toml must
+    // not stop it.
+    if let Command::Key(args) = &cli.command {
+        runcache::derive::run(args, cli.quiet)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let loaded = Config::load(cli.config.as_deref())?;
     let config = loaded.config.clone();
     match cli.command {
@@ -215,6 +302,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Key(_) => unreachable!("handled before loading the configuration"),
+        Command::Admin(AdminCommand::Bootstrap) => bootstrap(&config).await,
+        Command::Admin(cmd) => admin_command(&config, cmd).await,
         Command::Restore(args) => restore_command(&config, args, cli.quiet).await,
         Command::Get(args) => {
             let ctx = args.scope.resolve(&config.default_branch)?;
@@ -354,6 +444,206 @@ async fn open(config: &Config) -> Result<Backend> {
             config.backend
         )
     })
+}
+
+async fn admin_command(config: &Config, cmd: AdminCommand) -> Result<ExitCode> {
+    use runcache::admin;
+    let backend = open(config).await?;
+    let local = backend.kind == runcache_infra::BackendKind::Local;
+    let print = |json: bool, value: &dyn erased::Json, text: &dyn Fn()| -> Result<()> {
+        if json {
+            println!("{}", value.to_json()?);
+        } else {
+            text();
+        }
+        Ok(())
+    };
+    match cmd {
+        AdminCommand::Bootstrap => unreachable!("handled by the caller"),
+        AdminCommand::Stats {
+            repository,
+            days,
+            top,
+            json,
+        } => {
+            if local {
+                // No metrics worker runs by default on the local backend.
+                let handler =
+                    std::sync::Arc::new(runcache_worker::MetricsHandler::new(backend.clone()));
+                runcache_worker::drain(backend.accessed.clone(), handler, Default::default()).await;
+            }
+            let since = chrono::Utc::now() - chrono::Duration::days(days);
+            let report = admin::stats(&backend, repository.as_deref(), since, top).await?;
+            print(json, &report, &|| {
+                if report.repositories.is_empty() {
+                    println!(
+                        "no entries or restores since {}",
+                        report.since.format("%Y-%m-%d")
+                    );
+                }
+                for r in &report.repositories {
+                    let rate = r
+                        .hit_rate_percent
+                        .map_or("-".to_string(), |p| format!("{p:.1}%"));
+                    println!(
+                        "{}: hit rate {rate} ({} hits, {} misses), {} restored, {:.0}s build time saved, {} in {} entries, average age {:.1} days",
+                        r.repository, r.hits, r.misses, human(r.bytes_restored), r.build_time_saved_seconds,
+                        human(r.storage_bytes), r.object_count, r.average_age_seconds / 86_400.0
+                    );
+                    for e in &r.most_accessed {
+                        println!(
+                            "    {:>6}×  {}  ({})",
+                            e.access_count, e.cache_key, e.git_ref
+                        );
+                    }
+                }
+            })?;
+        }
+        AdminCommand::Ls {
+            repository,
+            git_ref,
+            json,
+        } => {
+            let entries = admin::ls(&backend, &repository, git_ref.as_deref()).await?;
+            print(json, &entries, &|| {
+                for e in &entries {
+                    println!(
+                        "{:<11} {}  {:<24} {}  {}  {}",
+                        e.state.as_str(),
+                        e.created_at.format("%Y-%m-%d %H:%M"),
+                        e.git_ref,
+                        human(e.size_bytes),
+                        e.content_hash,
+                        e.cache_key
+                    );
+                }
+                if entries.is_empty() {
+                    println!("no entries for {repository}");
+                }
+            })?;
+        }
+        AdminCommand::Provenance {
+            hash_or_key,
+            repository,
+            git_ref,
+            json,
+        } => {
+            let report = admin::provenance(
+                &backend,
+                &hash_or_key,
+                Some(&repository),
+                git_ref.as_deref(),
+            )
+            .await?;
+            print(json, &report, &|| {
+                for r in &report.records {
+                    println!(
+                        "{}  key `{}` in {}\n    built from {} at {} by {} run {} ({}, trust {})\n    toolchain {}  lockfile {}  build {}  promoted {} by {}",
+                        r.content_hash, r.cache_key, r.scope,
+                        r.build.repository, r.build.commit_sha.as_deref().unwrap_or("-"),
+                        r.build.actor.as_deref().unwrap_or("-"), r.build.workflow_run_id.as_deref().unwrap_or("-"),
+                        r.build.trigger_event, r.build.trust,
+                        r.build.toolchain.as_deref().unwrap_or("-"), r.build.lockfile_hash.as_deref().unwrap_or("-"),
+                        r.build.build_duration_ms.map_or("-".into(), |ms| format!("{:.0}s", ms as f64 / 1000.0)),
+                        r.promoted_at.format("%Y-%m-%d %H:%M:%S"), r.promoted_by
+                    );
+                }
+            })?;
+        }
+        AdminCommand::Invalidate {
+            repository,
+            git_ref,
+            toolchain,
+            lockfile_hash,
+            key_prefix,
+            reason,
+            requested_by,
+            json,
+        } => {
+            let selector = runcache_schemas::InvalidationSelector {
+                repository,
+                git_ref,
+                toolchain,
+                lockfile_hash,
+                key_prefix,
+            };
+            let by = requested_by
+                .or_else(|| std::env::var("GITHUB_ACTOR").ok())
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "unknown".into());
+            let request = admin::invalidate(&backend, selector, &reason, &by).await?;
+            if local {
+                let handler =
+                    std::sync::Arc::new(runcache_worker::Invalidator::new(backend.clone()));
+                runcache_worker::drain(backend.invalidate.clone(), handler, Default::default())
+                    .await;
+            }
+            print(json, &request, &|| {
+                println!(
+                    "invalidation {} {} ({} live entries matched when sent)",
+                    request.request_id,
+                    if local {
+                        "applied"
+                    } else {
+                        "enqueued for the invalidate worker"
+                    },
+                    request.live_matches_now
+                );
+            })?;
+        }
+        AdminCommand::Verify { json } => {
+            let report = admin::verify(&backend).await?;
+            print(json, &report, &|| {
+                println!(
+                    "checked {} objects ({})",
+                    report.checked,
+                    human(report.bytes)
+                );
+                for m in &report.mismatches {
+                    println!("MISMATCH {}: content is {}", m.key, m.actual);
+                }
+                for u in &report.unreadable {
+                    println!("UNREADABLE {u:?}");
+                }
+                for m in &report.missing {
+                    println!("MISSING {m:?}");
+                }
+            })?;
+            if !report.ok() {
+                bail!("verify found problems in the store (see above)");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Lets `admin_command` print any report as JSON through one closure.
+mod erased {
+    pub trait Json {
+        fn to_json(&self) -> serde_json::Result<String>;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> serde_json::Result<String> {
+            serde_json::to_string_pretty(self)
+        }
+    }
+}
+
+#[cfg(feature = "aws")]
+async fn bootstrap(config: &Config) -> Result<ExitCode> {
+    if config.backend != runcache_infra::BackendKind::Aws {
+        bail!("`admin bootstrap` creates AWS resources: set RUNCACHE_BACKEND=aws (and AWS_ENDPOINT_URL for an emulator); the local backend needs no setup");
+    }
+    let report = runcache_infra::aws::bootstrap(config)
+        .await
+        .context("bootstrap failed")?;
+    println!("{report}");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(feature = "aws"))]
+async fn bootstrap(_config: &Config) -> Result<ExitCode> {
+    bail!("this runcache was built without the `aws` feature; rebuild with default features")
 }
 
 fn human(bytes: u64) -> String {

@@ -146,6 +146,7 @@ pub async fn save(
     }
 
     let mut provenance = ctx.provenance();
+    record_build_inputs(&ctx.workspace, &mut provenance).await;
     if let Some(marker) = crate::restore::JobMarker::load() {
         provenance.build_started_at = Some(marker.started_at);
         provenance.build_duration_ms =
@@ -192,6 +193,24 @@ pub async fn save(
         duration_ms: started.elapsed().as_millis() as u64,
         promoted,
     })
+}
+
+/// Lockfile hash and toolchains for provenance (and the index's
+/// toolchain/lockfile queries), best effort: a save never fails for them.
+async fn record_build_inputs(
+    workspace: &std::path::Path,
+    provenance: &mut runcache_schemas::BuildProvenance,
+) {
+    let dir = workspace.to_path_buf();
+    let opts = crate::derive::DeriveOptions {
+        toolchain_timeout: std::time::Duration::from_secs(3),
+        ..Default::default()
+    };
+    match tokio::task::spawn_blocking(move || crate::derive::detect(&dir, &opts)).await {
+        Ok(Ok(derivation)) => derivation.apply_to(provenance),
+        Ok(Err(e)) => tracing::debug!(error = %e, "no build inputs recorded"),
+        Err(e) => tracing::debug!(error = %e, "build input detection failed"),
+    }
 }
 
 /// The local backend has no separate worker by default: run the same

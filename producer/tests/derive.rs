@@ -539,6 +539,7 @@ fn a_missing_or_hanging_toolchain_is_a_clear_error() {
         "runcache-no-such-node",
         &["--version"],
         "package-lock.json",
+        Path::new("."),
         timeout,
     )
     .unwrap_err();
@@ -553,9 +554,17 @@ fn a_missing_or_hanging_toolchain_is_a_clear_error() {
         assert!(msg.contains(needle), "{msg}");
     }
 
+    let here = Path::new(".");
     let started = std::time::Instant::now();
-    let err =
-        probe_version("go", "sleep", &["30"], "go.sum", Duration::from_millis(300)).unwrap_err();
+    let err = probe_version(
+        "go",
+        "sleep",
+        &["30"],
+        "go.sum",
+        here,
+        Duration::from_millis(300),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("did not answer"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
 
@@ -564,6 +573,7 @@ fn a_missing_or_hanging_toolchain_is_a_clear_error() {
         "sh",
         &["-c", "echo no version here"],
         "Gemfile.lock",
+        here,
         timeout,
     )
     .unwrap_err();
@@ -577,10 +587,25 @@ fn a_missing_or_hanging_toolchain_is_a_clear_error() {
         "sh",
         &["-c", "echo 'openjdk version \"21.0.2\" 2024-01-16' >&2"],
         "gradle.lockfile",
+        here,
         timeout,
     )
     .unwrap();
     assert_eq!(java, "21.0.2");
+
+    // Tools run in the project directory, where version managers (rustup's
+    // rust-toolchain.toml, .python-version) choose the version.
+    let dir = project(&[(".tool-version", "v18.19.1\n")], SystemTime::now());
+    let pinned = probe_version(
+        "node",
+        "cat",
+        &[".tool-version"],
+        "package-lock.json",
+        dir.path(),
+        timeout,
+    )
+    .unwrap();
+    assert_eq!(pinned, "18.19.1");
 }
 
 #[test]

@@ -76,8 +76,8 @@ impl Default for ConsumerConfig {
     }
 }
 
-/// What a drain did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What a drain (or a run until shutdown) did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DrainReport {
     pub done: u64,
     pub retried: u64,

@@ -1,46 +1,73 @@
-//! `runcache-worker`: the queue consumers. Thin: parse, load config, run the
-//! chosen worker until SIGTERM/SIGINT (or, with `--once`, until its queue is
-//! empty).
+//! `runcache-worker`: the queue consumers and the sweep. Thin: parse, load
+//! config, open the backend, run the chosen mode (`service.rs`) until
+//! SIGTERM/SIGINT, or with `--once` until its queues are drained and one
+//! sweep ran.
 
-use std::{process::ExitCode, sync::Arc};
+use std::{process::ExitCode, time::Duration};
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use runcache_infra::{config::Config, Backend};
-use runcache_worker::{drain, promote::promoter, run, ConsumerConfig, DrainReport};
+use runcache_worker::{serve, Mode, ServiceOptions, ServiceReport};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-/// Consumes runcache's queues: verifies and promotes staged uploads into the
-/// content-addressed store. Configuration as for `runcache` (see
+/// runcache's workers: verify and promote staged uploads, turn access and
+/// outcome events into metrics, apply invalidations, and sweep (TTL, quota,
+/// unreferenced blobs). Configuration as for `runcache` (see
 /// `runcache config`).
 #[derive(Debug, Parser)]
 #[command(name = "runcache-worker", version)]
 struct Cli {
     /// Which worker to run.
     #[arg(value_enum)]
-    mode: Mode,
-    /// Drain the queue and exit (tests, cron) instead of running until
-    /// SIGTERM/SIGINT.
+    mode: CliMode,
+    /// Drain the queue(s) and run one sweep, then exit (tests, cron),
+    /// instead of running until SIGTERM/SIGINT.
     #[arg(long)]
     once: bool,
-    /// Messages handled at once.
+    /// Messages handled at once, per queue.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
-    /// Name recorded as `promotedBy` in provenance.
+    /// Name recorded as `promotedBy` in provenance and as the actor of
+    /// evictions.
     #[arg(long, env = "HOSTNAME", default_value = "runcache-worker")]
     worker_id: String,
+    /// Minutes between sweeps (`sweep` and `all` without --once).
+    #[arg(long, default_value_t = 60)]
+    sweep_interval_minutes: u64,
+    /// Minutes between storage gauges (`metrics` and `all`).
+    #[arg(long, default_value_t = 5)]
+    gauge_interval_minutes: u64,
     /// Configuration file (default: $RUNCACHE_CONFIG, else ./runcache.toml).
     #[arg(long)]
     config: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum Mode {
+enum CliMode {
     /// Verify staged uploads and move them into the CAS, index and provenance.
     Promote,
-    /// Every worker this build has, in one process.
+    /// Access and outcome events → metrics and access counters; storage gauges.
+    Metrics,
+    /// Soft-delete the entries an invalidation request selects.
+    Invalidate,
+    /// Evict by TTL and quota, delete unreferenced blobs, clean staging.
+    Sweep,
+    /// All of the above in one process (one sweep at a time per deployment).
     All,
+}
+
+impl From<CliMode> for Mode {
+    fn from(m: CliMode) -> Mode {
+        match m {
+            CliMode::Promote => Mode::Promote,
+            CliMode::Metrics => Mode::Metrics,
+            CliMode::Invalidate => Mode::Invalidate,
+            CliMode::Sweep => Mode::Sweep,
+            CliMode::All => Mode::All,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -60,13 +87,13 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(start(cli)) {
         Ok(report) => {
-            info!(
-                done = report.done,
-                retried = report.retried,
-                rejected = report.rejected,
-                "stopped"
-            );
-            ExitCode::SUCCESS
+            info!(report = %serde_json::to_string(&report).unwrap_or_default(), "stopped");
+            if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("runcache-worker: a sweep or gauge publication failed (see the log)");
+                ExitCode::FAILURE
+            }
         }
         Err(e) => {
             eprintln!("runcache-worker: error: {e:#}");
@@ -75,7 +102,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn start(cli: Cli) -> Result<DrainReport> {
+async fn start(cli: Cli) -> Result<ServiceReport> {
     let config = Config::load(cli.config.as_deref())?.config;
     let backend = Backend::open(&config).await.with_context(|| {
         format!(
@@ -83,27 +110,20 @@ async fn start(cli: Cli) -> Result<DrainReport> {
             config.backend
         )
     })?;
-    let cfg = ConsumerConfig {
-        concurrency: cli.concurrency.max(1),
-        ..ConsumerConfig::default()
-    };
-    let handler = promoter(&backend, &cli.worker_id, config.ttl_days);
-    match cli.mode {
-        Mode::Promote | Mode::All if cli.once => {
-            Ok(drain(backend.staged.clone(), handler, cfg).await)
-        }
-        Mode::Promote | Mode::All => {
-            let shutdown = CancellationToken::new();
-            let signal = shutdown.clone();
-            tokio::spawn(async move {
-                wait_for_signal().await;
-                info!("shutting down: no new messages; finishing in-flight work");
-                signal.cancel();
-            });
-            info!(queue = backend.staged.name(), "promote worker running");
-            Ok(run(backend.staged.clone(), handler as Arc<_>, cfg, shutdown).await)
-        }
-    }
+    let mut opts = ServiceOptions::from_config(&config, &cli.worker_id);
+    opts.once = cli.once;
+    opts.consumer.concurrency = cli.concurrency.max(1);
+    opts.sweep_interval = Duration::from_secs(cli.sweep_interval_minutes.max(1) * 60);
+    opts.gauge_interval = Duration::from_secs(cli.gauge_interval_minutes.max(1) * 60);
+
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        info!("shutting down: no new messages; finishing in-flight work");
+        signal.cancel();
+    });
+    Ok(serve(backend, cli.mode.into(), opts, shutdown).await)
 }
 
 async fn wait_for_signal() {

@@ -1,9 +1,13 @@
 //! promote: turns a staged upload into a verified, indexed, traceable CAS
-//! entry. The only writer of `artifacts/`, `metadata/` and the index.
+//! entry. The only writer of `artifacts/`, `metadata/` and the index
+//! (besides `sweep`, which removes what nothing references).
 //!
 //! Steps, each safe to repeat and to crash after (a redelivery resumes):
+//! 0. The upload id must be a plain token (letters, digits, `.`, `_`, `-`):
+//!    it names `staging/{id}` and `quarantine/{id}`, and must never reach
+//!    into a sub-prefix such as the sweep's pending deletions.
 //! 1. If a live entry with this identity exists: if it is this upload's,
-//!    an earlier run got past step 5: finish steps 6–7; otherwise the key is
+//!    an earlier run got past step 5: finish steps 6–8; otherwise the key is
 //!    taken (keys are immutable): drop the upload.
 //! 2. If the staging object is gone: done if it was quarantined, else reject.
 //! 3. Verify and store: if `artifacts/{claimed}` exists, hash the staged
@@ -15,13 +19,22 @@
 //!    `rejected`, delete the staged object.
 //! 4. Provenance: `metadata/{h}.json` (first build wins) and the store.
 //! 5. Conditional insert of the index entry.
-//! 6. Emit `promoted` / `deduplicated` with the latency since staging.
-//! 7. Delete the staged object.
+//! 6. Ensure `artifacts/{h}` and `metadata/{h}.json` still exist; re-store
+//!    whichever is missing from the staged bytes (through the verifying
+//!    reader again). A sweep running concurrently may have unlinked a blob
+//!    that was unreferenced when it looked, after step 3 saw it (dedup):
+//!    this step, which runs after the entry became visible, is the
+//!    promote half of the protocol described in `sweep.rs`.
+//! 7. Emit `promoted` / `deduplicated` with the latency since staging.
+//! 8. Delete the staged object.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use runcache_infra::{names, Backend, InsertOutcome, OutgoingMessage, ReceivedMessage, StoreError};
+use chrono::{DateTime, Utc};
+use runcache_infra::{
+    names, Backend, InsertOutcome, OutgoingMessage, ReceivedMessage, StateChange, StoreError,
+};
 use runcache_schemas::{
     ArtifactStaged, AuditAction, AuditRecord, Contract, EntryState, Event, IndexEntry, OutcomeKind,
     ProvenanceRecord, WorkerOutcome,
@@ -55,6 +68,9 @@ impl Promoter {
     #[instrument(skip_all, fields(upload_id = %ev.upload_id, content_hash = %ev.claimed_hash, key = %ev.cache_key))]
     pub async fn promote(&self, ev: &ArtifactStaged) -> Result<Outcome, StoreError> {
         let b = &self.backend;
+        if let Err(reason) = validate_upload_id(&ev.upload_id) {
+            return Ok(Outcome::Reject { reason });
+        }
         let scope = ev.scope.clone();
         if let Some(existing) = b
             .index
@@ -63,8 +79,12 @@ impl Promoter {
         {
             if existing.is_live() {
                 if existing.upload_id == ev.upload_id {
-                    // Crashed after step 5 last time.
+                    // Crashed after step 5 last time. Without the staged
+                    // object, step 8 ran, so step 6 had too.
                     if b.blobs.head(&ev.staging_key).await?.is_some() {
+                        if let Err(reason) = self.ensure_stored(ev).await? {
+                            return self.unstorable(ev, &existing, &reason).await;
+                        }
                         self.emit(ev, OutcomeKind::Promoted, None).await?;
                         b.blobs.delete(&ev.staging_key).await?;
                     }
@@ -140,31 +160,8 @@ impl Promoter {
         }
 
         let now = b.clock.now();
-        let provenance = ProvenanceRecord {
-            content_hash: ev.claimed_hash.clone(),
-            upload_id: ev.upload_id.clone(),
-            cache_key: ev.cache_key.clone(),
-            scope: scope.clone(),
-            cache_version: ev.cache_version.clone(),
-            paths: ev.paths.clone(),
-            compression: ev.compression.clone(),
-            size_bytes: ev.size_bytes,
-            build: ev.provenance.clone(),
-            staged_at: ev.staged_at,
-            promoted_at: now,
-            promoted_by: self.worker_id.clone(),
-        };
-        let metadata_key = names::metadata_key(ev.claimed_hash.hex());
-        if b.blobs.head(&metadata_key).await?.is_none() {
-            let doc = provenance.encode().into_bytes();
-            b.blobs
-                .put(
-                    &metadata_key,
-                    Box::pin(std::io::Cursor::new(doc)),
-                    BTreeMap::new(),
-                )
-                .await?;
-        }
+        let provenance = self.provenance_record(ev, now);
+        self.ensure_metadata(&provenance).await?;
         b.provenance.put(&provenance).await?;
 
         let entry = IndexEntry {
@@ -193,6 +190,9 @@ impl Promoter {
         };
         match b.index.insert(&entry).await? {
             InsertOutcome::Inserted => {
+                if let Err(reason) = self.ensure_stored(ev).await? {
+                    return self.unstorable(ev, &entry, &reason).await;
+                }
                 let kind = if deduplicated {
                     OutcomeKind::Deduplicated
                 } else {
@@ -200,11 +200,129 @@ impl Promoter {
                 };
                 self.emit(ev, kind, None).await?;
             }
-            InsertOutcome::Exists(other) if other.upload_id == ev.upload_id => {}
+            InsertOutcome::Exists(other) if other.upload_id == ev.upload_id => {
+                if let Err(reason) = self.ensure_stored(ev).await? {
+                    return self.unstorable(ev, &other, &reason).await;
+                }
+            }
             InsertOutcome::Exists(_) => {
                 info!("a concurrent save took the key first; keeping it (keys are immutable)");
             }
         }
+        b.blobs.delete(&ev.staging_key).await?;
+        Ok(Outcome::Done)
+    }
+
+    fn provenance_record(&self, ev: &ArtifactStaged, now: DateTime<Utc>) -> ProvenanceRecord {
+        ProvenanceRecord {
+            content_hash: ev.claimed_hash.clone(),
+            upload_id: ev.upload_id.clone(),
+            cache_key: ev.cache_key.clone(),
+            scope: ev.scope.clone(),
+            cache_version: ev.cache_version.clone(),
+            paths: ev.paths.clone(),
+            compression: ev.compression.clone(),
+            size_bytes: ev.size_bytes,
+            build: ev.provenance.clone(),
+            staged_at: ev.staged_at,
+            promoted_at: now,
+            promoted_by: self.worker_id.clone(),
+        }
+    }
+
+    /// `metadata/{h}.json`, unless one exists (the first build wins).
+    async fn ensure_metadata(&self, provenance: &ProvenanceRecord) -> Result<(), StoreError> {
+        let b = &self.backend;
+        let metadata_key = names::metadata_key(provenance.content_hash.hex());
+        if b.blobs.head(&metadata_key).await?.is_none() {
+            let doc = provenance.encode().into_bytes();
+            b.blobs
+                .put(
+                    &metadata_key,
+                    Box::pin(std::io::Cursor::new(doc)),
+                    BTreeMap::new(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Step 6: the entry is visible now; make sure what it points at still
+    /// exists (see `sweep.rs` for why it might not). `Ok(Err(reason))` when
+    /// the CAS object is gone and the staged bytes no longer match the
+    /// claim (replaced after step 3), so it cannot be re-stored.
+    #[instrument(skip_all)]
+    async fn ensure_stored(&self, ev: &ArtifactStaged) -> Result<Result<(), String>, StoreError> {
+        let b = &self.backend;
+        let cas_key = names::artifact_key(ev.claimed_hash.hex());
+        if b.blobs.head(&cas_key).await?.is_none() {
+            warn!("the CAS object vanished after the entry was written (a concurrent sweep); storing it again");
+            let body = b.blobs.get(&ev.staging_key, None).await?;
+            let expected = (ev.claimed_hash.clone(), ev.size_bytes);
+            let (reader, slot) = HashingReader::new(body, Some(expected.clone()));
+            if let Err(e) = b
+                .blobs
+                .put(&cas_key, Box::pin(reader), BTreeMap::new())
+                .await
+            {
+                let digested = slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                return match digested {
+                    Some(d) if d.hash != expected.0 || d.size != expected.1 => Ok(Err(format!(
+                        "the CAS object vanished and the staged bytes changed since verification: \
+                         content is {} ({} bytes), claimed {} ({} bytes)",
+                        d.hash, d.size, expected.0, expected.1
+                    ))),
+                    _ => Err(e),
+                };
+            }
+        }
+        self.ensure_metadata(&self.provenance_record(ev, b.clock.now()))
+            .await?;
+        Ok(Ok(()))
+    }
+
+    /// The entry points at a blob that is gone and cannot be re-stored:
+    /// take the entry out of service (restores would fail on it) and
+    /// record why, then drop the upload.
+    async fn unstorable(
+        &self,
+        ev: &ArtifactStaged,
+        entry: &IndexEntry,
+        reason: &str,
+    ) -> Result<Outcome, StoreError> {
+        let b = &self.backend;
+        warn!(%reason, "invalidating the new entry: its blob cannot be stored");
+        let now = b.clock.now();
+        b.index
+            .append_audit(&AuditRecord {
+                audit_id: format!("unstorable-{}", ev.upload_id),
+                action: AuditAction::Invalidated,
+                repository: entry.repository.clone(),
+                git_ref: Some(entry.git_ref.clone()),
+                cache_key: Some(entry.cache_key.clone()),
+                cache_version: Some(entry.cache_version.clone()),
+                content_hash: Some(entry.content_hash.clone()),
+                reason: reason.to_string(),
+                rule: "verification".into(),
+                actor: self.worker_id.clone(),
+                at: now,
+            })
+            .await?;
+        b.index
+            .set_state(
+                &entry.scope(),
+                &entry.cache_version,
+                &entry.cache_key,
+                &StateChange {
+                    state: EntryState::Invalidated,
+                    at: now,
+                    reason: reason.to_string(),
+                    by: self.worker_id.clone(),
+                },
+            )
+            .await?;
+        self.emit(ev, OutcomeKind::Rejected, Some(reason.to_string()))
+            .await?;
         b.blobs.delete(&ev.staging_key).await?;
         Ok(Outcome::Done)
     }
@@ -283,6 +401,25 @@ impl Handler for Promoter {
             Ok(outcome) => outcome,
             Err(e) => Outcome::from_store_error(&e),
         }
+    }
+}
+
+/// Step 0: an upload id is a plain token, 1 to 128 of `[A-Za-z0-9._-]`, not
+/// starting with `.` (the producer uses UUIDs).
+pub fn validate_upload_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "upload id `{}` is not a plain token (1 to 128 letters, digits, `.`, `_` or `-`)",
+            id.chars().take(140).collect::<String>()
+        ))
     }
 }
 

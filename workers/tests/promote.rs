@@ -332,6 +332,24 @@ async fn poison_messages_go_to_the_dead_letter_queue() {
     assert!(reasons[2].contains("unsupported version 9"), "{reasons:?}");
 }
 
+#[tokio::test]
+async fn an_upload_id_that_is_not_a_plain_token_is_rejected() {
+    let e = env();
+    for id in ["sweep/abc", "../x", "", ".hidden", "a b"] {
+        let mut ev = event("u1", hash_of(b"x"), 1);
+        ev.upload_id = id.into();
+        ev.staging_key = names::staging_key(id);
+        assert!(
+            matches!(
+                promoter(&e.backend).promote(&ev).await.unwrap(),
+                Outcome::Reject { reason } if reason.contains("plain token")
+            ),
+            "{id:?}"
+        );
+    }
+    assert!(entries(&e.backend).await.is_empty());
+}
+
 // ---- crash after every step -------------------------------------------
 
 /// Fails the `fail_at`-th mutating call across blobs and index (1-based),

@@ -27,6 +27,9 @@ pub struct Fixture {
 
 enum Time {
     Manual(ManualClock),
+    /// The backend keeps its own time (SQS, DynamoDB): really wait.
+    #[cfg(feature = "aws")]
+    Wall,
 }
 
 impl Fixture {
@@ -35,6 +38,8 @@ impl Fixture {
     pub async fn elapse(&self, d: Duration) {
         match &self.time {
             Time::Manual(clock) => clock.advance(d),
+            #[cfg(feature = "aws")]
+            Time::Wall => tokio::time::sleep(d).await,
         }
     }
 }
@@ -62,5 +67,31 @@ pub async fn local() -> Fixture {
         large_blob_bytes: 1 << 30,
         time: Time::Manual(clock),
         _dir: dir,
+    }
+}
+
+/// The AWS adapters against the one moto server of this test binary, on
+/// resources of their own (a random stage, bootstrapped).
+#[cfg(feature = "aws")]
+pub async fn moto() -> Fixture {
+    let (sdk, config, _) = runcache_infra::aws::moto::fresh(MAX_RECEIVES).await;
+    let backend = runcache_infra::aws::connect_with(&sdk, &config).expect("aws backend");
+    Fixture {
+        blobs: backend.blobs,
+        index: backend.index,
+        provenance: backend.provenance,
+        metrics: backend.metrics,
+        // Its RedrivePolicy says MAX_RECEIVES (bootstrap wrote it).
+        queue: backend.staged,
+        visibility: Duration::from_secs(1),
+        // Several parts and several download chunks, so the parallel
+        // multipart upload and ranged GETs run; moto keeps it in memory and
+        // moves a few tens of MB/s, so not the local backend's 1 GiB. It
+        // also keeps the memory bound (len / 4) above the S3 adapter's
+        // buffering (4 parts or chunks of 8 MiB) with room for the cases
+        // running beside it.
+        large_blob_bytes: 256 << 20,
+        time: Time::Wall,
+        _dir: tempfile::tempdir().expect("temp dir"),
     }
 }

@@ -529,3 +529,56 @@ pub async fn search_respects_minimum_trust(fx: &Fixture) {
         "entries below the demanded trust are passed over"
     );
 }
+
+/// Entries with no toolchain and no lockfile are still found by repository
+/// (DynamoDB refuses empty strings as index keys; the adapter must not drop
+/// such entries from its index).
+pub async fn entries_without_toolchain_or_lockfile_are_queryable(fx: &Fixture) {
+    let s = main_scope();
+    let mut bare = entry(&s, V1, "bare", 1);
+    bare.toolchain = String::new();
+    bare.lockfile_hash = None;
+    put(&*fx.index, &bare).await;
+    put(&*fx.index, &entry(&s, V1, "full", 2)).await;
+    let mut all: Vec<_> = fx
+        .index
+        .by_repository(REPO, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.cache_key)
+        .collect();
+    all.sort();
+    assert_eq!(all, ["bare", "full"]);
+    let none = fx.index.by_repository(REPO, Some("")).await.unwrap();
+    assert_eq!(none.len(), 1);
+    assert_eq!(none[0], bare, "stored and read back unchanged");
+    assert_eq!(fx.index.by_lockfile("lock-a").await.unwrap().len(), 1);
+}
+
+/// `scan` hands out entries only, whatever else the index keeps (audit
+/// records), across pages.
+pub async fn scan_returns_entries_not_audit_records(fx: &Fixture) {
+    let s = main_scope();
+    for i in 0..5 {
+        put(&*fx.index, &entry(&s, V1, &format!("k{i}"), i)).await;
+        fx.index
+            .append_audit(&audit(&format!("a{i}"), i))
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = fx.index.scan(cursor.as_deref(), 3).await.unwrap();
+        assert!(page.entries.len() <= 3);
+        seen.extend(page.entries.into_iter().map(|e| e.cache_key));
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["k0", "k1", "k2", "k3", "k4"]);
+    assert_eq!(fx.index.audit_log(REPO, 10).await.unwrap().len(), 5);
+}

@@ -27,11 +27,15 @@ pub const PROBES: &[(&str, &[&[&str]])] = &[
     ("ruby", &[&["ruby", "--version"]]),
 ];
 
-/// The version of toolchain `name` (one of [`PROBES`]), found by running it.
-/// `needed_by` says why (a lockfile path) for the error message.
+/// The version of toolchain `name` (one of [`PROBES`]), found by running it
+/// in the project directory `dir`, where version managers (rustup's
+/// `rust-toolchain.toml`, `.python-version`, `.nvmrc` shims, asdf) pick the
+/// version the build will use. `needed_by` (a lockfile path) is for the
+/// error message.
 pub fn detect_toolchain(
     name: &str,
     needed_by: &str,
+    dir: &Path,
     timeout: Duration,
 ) -> Result<String, DeriveError> {
     let candidates = PROBES
@@ -41,7 +45,7 @@ pub fn detect_toolchain(
         .ok_or_else(|| DeriveError::ToolchainUnknown(name.to_string()))?;
     let mut last = None;
     for command in candidates {
-        match probe_version(name, command[0], &command[1..], needed_by, timeout) {
+        match probe_version(name, command[0], &command[1..], needed_by, dir, timeout) {
             Err(e @ DeriveError::ToolchainMissing { .. }) => last = Some(e),
             other => return other,
         }
@@ -49,13 +53,14 @@ pub fn detect_toolchain(
     Err(last.unwrap_or_else(|| DeriveError::ToolchainUnknown(name.to_string())))
 }
 
-/// Runs `program args…` (at most `timeout`) and parses a version for
-/// toolchain `name` from its stdout and stderr.
+/// Runs `program args…` in `dir` (at most `timeout`) and parses a version
+/// for toolchain `name` from its stdout and stderr.
 pub fn probe_version(
     name: &str,
     program: &str,
     args: &[&str],
     needed_by: &str,
+    dir: &Path,
     timeout: Duration,
 ) -> Result<String, DeriveError> {
     let command = std::iter::once(program)
@@ -68,7 +73,7 @@ pub fn probe_version(
         needed_by: needed_by.to_string(),
         problem,
     };
-    let out = match run_with_timeout(program, args, None, timeout) {
+    let out = match run_with_timeout(program, args, Some(dir), timeout) {
         Ok(out) => out,
         Err(RunFailure::NotFound) => return Err(missing("was not found on PATH".into())),
         Err(RunFailure::TimedOut) => {

@@ -1,0 +1,234 @@
+//! invalidate: soft-deletes every live entry a `cache.invalidate` selector
+//! matches. From the state change on, restores miss the entry (the index
+//! search returns live entries only); its blob is left for `sweep`, which
+//! deletes it once nothing live references it.
+//!
+//! Steps, each safe to repeat and to crash after (a redelivery resumes):
+//! 1. Validate the selector: an empty one would match everything, so it is
+//!    rejected (dead-lettered with the reason), as is a message whose
+//!    selector can never be satisfied.
+//! 2. Find the matches ([`matching`]): `by_repository` (with the toolchain
+//!    if given), else `by_lockfile`, else a scan; every selector field is
+//!    then applied (they combine with AND).
+//! 3. For each live match: `set_state(Invalidated, at = requestedAt,
+//!    reason, by = requestedBy)`. The change is deterministic, so an entry
+//!    this request already invalidated (on an earlier delivery) is
+//!    recognised: it carries exactly this request's (at, by, reason). (Two
+//!    requests identical in all three are taken for one; the index entry
+//!    has no field for the request id.)
+//! 4. For each entry this request invalidated (now or earlier): the audit
+//!    record `invalidated-{requestId}-{entry fingerprint}` (action
+//!    `invalidated`, rule `invalidation`); `append_audit` ignores a
+//!    repeated id, so a redelivery never duplicates it.
+//! 5. For each of them: the outcome `invalidated` for metrics. Its body is
+//!    deterministic too, so the metrics worker drops a re-emission it has
+//!    already counted; across processes metrics are at-least-once.
+//!
+//! The audit record follows the state change (rather than preceding it) so
+//! that it never claims an invalidation that did not happen; step 3's
+//! recognition of "ours" is what makes a crash between 3 and 4 safe.
+
+use async_trait::async_trait;
+use runcache_infra::{index::CacheIndex, Backend, ReceivedMessage, StateChange, StoreError};
+use runcache_schemas::{
+    AuditAction, AuditRecord, CacheInvalidate, EntryState, Event, IndexEntry, InvalidationSelector,
+    OutcomeKind, Scope,
+};
+use serde::Serialize;
+use tracing::{info, instrument};
+
+use crate::{
+    consumer::{Handler, Outcome},
+    records::{entry_fingerprint, entry_outcome, send_outcome},
+};
+
+/// The invalidate handler.
+#[derive(Debug, Clone)]
+pub struct Invalidator {
+    backend: Backend,
+}
+
+/// What one invalidation request did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvalidationReport {
+    /// Entries the selector matched, in any state.
+    pub matched: u64,
+    /// Entries this delivery moved from live to invalidated.
+    pub invalidated: u64,
+    /// Entries an earlier delivery of the same request had invalidated
+    /// (their audit record and outcome were completed again).
+    pub resumed: u64,
+}
+
+impl Invalidator {
+    pub fn new(backend: Backend) -> Self {
+        Self { backend }
+    }
+
+    /// Applies one request. A selector that fails validation is an
+    /// [`StoreError::Invalid`] (the handler dead-letters it).
+    #[instrument(skip_all, fields(request_id = %ev.request_id, requested_by = %ev.requested_by))]
+    pub async fn invalidate(&self, ev: &CacheInvalidate) -> Result<InvalidationReport, StoreError> {
+        ev.selector.validate().map_err(|e| StoreError::Invalid {
+            what: format!("invalidation request {}", ev.request_id),
+            reason: e.to_string(),
+        })?;
+        let b = &self.backend;
+        let change = StateChange {
+            state: EntryState::Invalidated,
+            at: ev.requested_at,
+            reason: ev.reason.clone(),
+            by: ev.requested_by.clone(),
+        };
+        let mut report = InvalidationReport::default();
+        for entry in matching(&*b.index, &ev.selector).await? {
+            report.matched += 1;
+            let ours = if entry.is_live() {
+                let done = b
+                    .index
+                    .set_state(
+                        &entry.scope(),
+                        &entry.cache_version,
+                        &entry.cache_key,
+                        &change,
+                    )
+                    .await?;
+                if done {
+                    report.invalidated += 1;
+                    true
+                } else {
+                    // Changed under us (another request, a sweep): ours
+                    // only if the change that won is this request's.
+                    let now = b
+                        .index
+                        .get(&entry.scope(), &entry.cache_version, &entry.cache_key)
+                        .await?;
+                    now.is_some_and(|e| invalidated_by(&e, &change))
+                }
+            } else if invalidated_by(&entry, &change) {
+                report.resumed += 1;
+                true
+            } else {
+                false
+            };
+            if !ours {
+                continue;
+            }
+            b.index
+                .append_audit(&AuditRecord {
+                    audit_id: format!(
+                        "invalidated-{}-{}",
+                        ev.request_id,
+                        entry_fingerprint(&entry)
+                    ),
+                    action: AuditAction::Invalidated,
+                    repository: entry.repository.clone(),
+                    git_ref: Some(entry.git_ref.clone()),
+                    cache_key: Some(entry.cache_key.clone()),
+                    cache_version: Some(entry.cache_version.clone()),
+                    content_hash: Some(entry.content_hash.clone()),
+                    reason: ev.reason.clone(),
+                    rule: "invalidation".into(),
+                    actor: ev.requested_by.clone(),
+                    at: ev.requested_at,
+                })
+                .await?;
+            send_outcome(
+                b,
+                &entry_outcome(
+                    OutcomeKind::Invalidated,
+                    &entry,
+                    &ev.reason,
+                    ev.requested_at,
+                ),
+            )
+            .await?;
+        }
+        info!(
+            matched = report.matched,
+            invalidated = report.invalidated,
+            resumed = report.resumed,
+            "invalidation applied"
+        );
+        Ok(report)
+    }
+}
+
+/// Whether `entry` carries exactly this state change.
+fn invalidated_by(entry: &IndexEntry, change: &StateChange) -> bool {
+    entry.state == change.state
+        && entry.invalidated_at == Some(change.at)
+        && entry.invalidated_by.as_deref() == Some(change.by.as_str())
+        && entry.reason.as_deref() == Some(change.reason.as_str())
+}
+
+#[async_trait]
+impl Handler for Invalidator {
+    fn name(&self) -> &'static str {
+        "invalidate"
+    }
+
+    async fn handle(&self, event: Event, _message: &ReceivedMessage) -> Outcome {
+        let Event::Invalidate(ev) = event else {
+            return Outcome::Reject {
+                reason: format!("invalidate takes cache.invalidate, not {}", event.schema()),
+            };
+        };
+        match self.invalidate(&ev).await {
+            Ok(_) => Outcome::Done,
+            Err(e) => Outcome::from_store_error(&e),
+        }
+    }
+}
+
+/// Whether `entry` satisfies every field the selector sets. A `gitRef` may
+/// be a full ref or a branch name (`main` is `refs/heads/main`).
+pub fn selects(selector: &InvalidationSelector, entry: &IndexEntry) -> bool {
+    let set = |o: &Option<String>| o.as_deref().filter(|s| !s.is_empty()).map(str::to_string);
+    set(&selector.repository).is_none_or(|r| entry.repository == r)
+        && set(&selector.git_ref).is_none_or(|r| {
+            entry.git_ref == r || entry.git_ref == Scope::new("", "").branch(&r).git_ref
+        })
+        && set(&selector.toolchain).is_none_or(|t| entry.toolchain == t)
+        && set(&selector.lockfile_hash).is_none_or(|l| entry.lockfile_hash.as_deref() == Some(&l))
+        && set(&selector.key_prefix).is_none_or(|p| entry.cache_key.starts_with(&p))
+}
+
+/// Every entry (any state) the selector matches, through the narrowest
+/// query the index offers for it. An empty selector matches nothing here
+/// (callers validate first).
+pub async fn matching(
+    index: &dyn CacheIndex,
+    selector: &InvalidationSelector,
+) -> Result<Vec<IndexEntry>, StoreError> {
+    if selector.validate().is_err() {
+        return Ok(Vec::new());
+    }
+    let nonempty = |o: &Option<String>| o.clone().filter(|s| !s.is_empty());
+    let candidates = if let Some(repo) = nonempty(&selector.repository) {
+        index
+            .by_repository(&repo, nonempty(&selector.toolchain).as_deref())
+            .await?
+    } else if let Some(lock) = nonempty(&selector.lockfile_hash) {
+        index.by_lockfile(&lock).await?
+    } else {
+        // Toolchain or key prefix alone: no index serves them across
+        // repositories, so scan (admin operations are rare).
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = index.scan(cursor.as_deref(), 1000).await?;
+            all.extend(page.entries);
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        all
+    };
+    Ok(candidates
+        .into_iter()
+        .filter(|e| selects(selector, e))
+        .collect())
+}
