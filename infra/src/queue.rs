@@ -50,6 +50,74 @@ impl OutgoingMessage {
         self.attributes.insert(name.to_string(), value.into());
         self
     }
+
+    /// An event in its envelope, with `schema`, `version` and the W3C trace
+    /// context as attributes so a consumer can route, reject and trace it
+    /// without parsing the body.
+    pub fn event<T: runcache_schemas::Contract>(event: &T, traceparent: &str) -> Self {
+        Self::new(event.encode())
+            .with_attribute(ATTR_SCHEMA, T::SCHEMA)
+            .with_attribute(ATTR_VERSION, T::VERSION.to_string())
+            .with_attribute(ATTR_TRACEPARENT, traceparent)
+    }
+}
+
+/// W3C trace context: `00-{trace id}-{span id}-01`. The producer starts a
+/// trace per command; workers continue it (same trace id, new span id) in
+/// what they emit, so one trace id spans runner and workers in the logs.
+pub mod trace {
+    fn random_hex(bytes: usize) -> String {
+        let mut out = String::new();
+        while out.len() < bytes * 2 {
+            out.push_str(&uuid::Uuid::new_v4().simple().to_string());
+        }
+        out.truncate(bytes * 2);
+        out
+    }
+
+    /// A new trace.
+    pub fn new_traceparent() -> String {
+        format!("00-{}-{}-01", random_hex(16), random_hex(8))
+    }
+
+    /// A child of `parent` (a new span in the same trace); a new trace if
+    /// `parent` is absent or malformed.
+    pub fn child_of(parent: Option<&str>) -> String {
+        match parent.and_then(trace_id) {
+            Some(trace) => format!("00-{trace}-{}-01", random_hex(8)),
+            None => new_traceparent(),
+        }
+    }
+
+    /// The 32-hex trace id of a well-formed traceparent.
+    pub fn trace_id(traceparent: &str) -> Option<&str> {
+        let mut parts = traceparent.split('-');
+        let (version, trace, span, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+        (hex(version, 2)
+            && hex(trace, 32)
+            && hex(span, 16)
+            && hex(flags, 2)
+            && parts.next().is_none())
+        .then_some(trace)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn children_keep_the_trace_id() {
+            let root = new_traceparent();
+            let trace = trace_id(&root).expect("well formed").to_string();
+            let child = child_of(Some(&root));
+            assert_eq!(trace_id(&child), Some(trace.as_str()));
+            assert_ne!(child, root);
+            assert!(trace_id(&child_of(Some("garbage"))).is_some());
+            assert_eq!(trace_id("00-abc-def-01"), None);
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -22,13 +22,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::{DateTime, Utc};
 use runcache_infra::{
     metrics::names::{self, DIM_REPOSITORY},
-    names as keys,
-    queue::{ATTR_SCHEMA, ATTR_VERSION},
-    Backend, OutgoingMessage, StoreError,
+    names as keys, Backend, OutgoingMessage, StoreError,
 };
 use runcache_schemas::{
-    CacheInvalidate, ContentHash, Contract, IndexEntry, InvalidationSelector, ProvenanceRecord,
-    Scope,
+    CacheInvalidate, ContentHash, IndexEntry, InvalidationSelector, ProvenanceRecord, Scope,
 };
 use serde::Serialize;
 
@@ -237,11 +234,10 @@ pub async fn invalidate(
     };
     let message_id = backend
         .invalidate
-        .send(
-            OutgoingMessage::new(request.encode())
-                .with_attribute(ATTR_SCHEMA, CacheInvalidate::SCHEMA)
-                .with_attribute(ATTR_VERSION, CacheInvalidate::VERSION.to_string()),
-        )
+        .send(OutgoingMessage::event(
+            &request,
+            &runcache_infra::queue::trace::new_traceparent(),
+        ))
         .await?;
     Ok(InvalidationRequested {
         request_id: request.request_id,

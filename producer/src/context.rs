@@ -44,6 +44,10 @@ pub struct RunContext {
     pub event_name: String,
     pub trust: TrustLevel,
     pub workspace: PathBuf,
+    /// W3C trace context of this command, put on every event it sends:
+    /// `$TRACEPARENT` when a caller passes one (a child span of it), else a
+    /// new trace.
+    pub traceparent: String,
 }
 
 impl ScopeArgs {
@@ -71,6 +75,7 @@ impl ScopeArgs {
             event_name: self.event_name.clone(),
             trust,
             workspace,
+            traceparent: runcache_infra::queue::trace::child_of(var("TRACEPARENT").as_deref()),
         })
     }
 }

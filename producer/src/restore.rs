@@ -8,10 +8,9 @@ use chrono::{DateTime, Utc};
 use runcache_archive::{ArchiveError, ExtractLimits, Extraction};
 use runcache_infra::{
     index::{restore_scopes, search, SearchHit, SearchRequest},
-    queue::{ATTR_SCHEMA, ATTR_VERSION},
     Backend, OutgoingMessage, StoreError,
 };
-use runcache_schemas::{CacheAccessed, ContentHash, Contract, HitKind, TrustLevel};
+use runcache_schemas::{CacheAccessed, ContentHash, HitKind, TrustLevel};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio_util::io::SyncIoBridge;
@@ -109,7 +108,7 @@ pub async fn restore(
         accessed_at: Utc::now(),
     };
     let Some(SearchHit { entry, kind }) = hit else {
-        emit(backend, &accessed).await;
+        emit(backend, &accessed, &ctx.traceparent).await;
         return Ok(report);
     };
     report.hit_kind = kind;
@@ -143,14 +142,14 @@ pub async fn restore(
             Err(e) => {
                 accessed.error = Some(e.to_string());
                 accessed.total_ms = started.elapsed().as_millis() as u64;
-                emit(backend, &accessed).await;
+                emit(backend, &accessed, &ctx.traceparent).await;
                 return Err(e);
             }
         }
     }
     report.duration_ms = started.elapsed().as_millis() as u64;
     accessed.total_ms = report.duration_ms;
-    emit(backend, &accessed).await;
+    emit(backend, &accessed, &ctx.traceparent).await;
     Ok(report)
 }
 
@@ -177,10 +176,8 @@ async fn download_and_extract(
 }
 
 /// The access event is best effort: a restore never fails for metrics.
-async fn emit(backend: &Backend, accessed: &CacheAccessed) {
-    let message = OutgoingMessage::new(accessed.encode())
-        .with_attribute(ATTR_SCHEMA, CacheAccessed::SCHEMA)
-        .with_attribute(ATTR_VERSION, CacheAccessed::VERSION.to_string());
+async fn emit(backend: &Backend, accessed: &CacheAccessed, traceparent: &str) {
+    let message = OutgoingMessage::event(accessed, traceparent);
     if let Err(e) = backend.accessed.send(message).await {
         warn!(error = %e, "could not record the access (metrics only)");
     }

@@ -7,11 +7,8 @@ use std::{path::PathBuf, sync::Arc, time::Instant};
 
 use chrono::Utc;
 use runcache_archive::{ArchiveError, ArchiveOptions, COMPRESSION};
-use runcache_infra::{
-    names, queue::ATTR_SCHEMA, queue::ATTR_VERSION, Backend, BackendKind, Config, OutgoingMessage,
-    StoreError,
-};
-use runcache_schemas::{ArtifactStaged, ContentHash, Contract};
+use runcache_infra::{names, Backend, BackendKind, Config, OutgoingMessage, StoreError};
+use runcache_schemas::{ArtifactStaged, ContentHash};
 use serde::Serialize;
 use thiserror::Error;
 use tracing::{info, instrument};
@@ -170,11 +167,7 @@ pub async fn save(
     };
     backend
         .staged
-        .send(
-            OutgoingMessage::new(event.encode())
-                .with_attribute(ATTR_SCHEMA, ArtifactStaged::SCHEMA)
-                .with_attribute(ATTR_VERSION, ArtifactStaged::VERSION.to_string()),
-        )
+        .send(OutgoingMessage::event(&event, &ctx.traceparent))
         .await?;
 
     let promoted = if backend.kind == BackendKind::Local {

@@ -24,6 +24,7 @@ fn ctx(workspace: &std::path::Path) -> RunContext {
         event_name: "push".into(),
         trust: TrustLevel::Protected,
         workspace: workspace.to_path_buf(),
+        traceparent: runcache_infra::queue::trace::new_traceparent(),
     }
 }
 

@@ -26,6 +26,7 @@ async fn round_trip(workspace: &Path, path: &str) {
         event_name: "push".into(),
         trust: TrustLevel::Protected,
         workspace: workspace.to_path_buf(),
+        traceparent: runcache_infra::queue::trace::new_traceparent(),
     };
     let before = tree_snapshot(&workspace.join(path));
     assert!(

@@ -39,6 +39,7 @@ fn setup() -> Setup {
         event_name: "push".into(),
         trust: TrustLevel::Protected,
         workspace: ws.path().to_path_buf(),
+        traceparent: runcache_infra::queue::trace::new_traceparent(),
     };
     Setup {
         config,
@@ -240,4 +241,31 @@ async fn a_tampered_cas_blob_fails_the_restore_and_leaves_the_target_alone() {
         before,
         "a failed restore leaves the target as it was"
     );
+}
+
+#[tokio::test]
+async fn one_trace_id_spans_the_runner_and_the_worker() {
+    use runcache_infra::queue::{trace::trace_id, ATTR_TRACEPARENT};
+    let s = setup();
+    make_tree(&s.ctx.workspace);
+    let req = SaveRequest {
+        key: "traced".into(),
+        paths: vec!["node_modules".into()],
+        zstd_level: 3,
+        from_archive: None,
+        progress: false,
+    };
+    save(&s.config, &s.backend, &s.ctx, &req).await.unwrap();
+    // The promote worker (run in-process here) emitted its outcome as a
+    // child of the save's trace.
+    let out = s
+        .backend
+        .accessed
+        .receive(10, std::time::Duration::ZERO, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 1);
+    let worker_tp = &out[0].attributes[ATTR_TRACEPARENT];
+    assert_eq!(trace_id(worker_tp), trace_id(&s.ctx.traceparent));
+    assert_ne!(worker_tp, &s.ctx.traceparent, "the worker's span is its own");
 }

@@ -12,11 +12,23 @@
 use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use runcache_infra::{EventQueue, ReceivedMessage, StoreError};
+use runcache_infra::{queue::ATTR_TRACEPARENT, EventQueue, ReceivedMessage, StoreError};
 use runcache_schemas::Event;
 use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{info_span, warn, Instrument};
+
+tokio::task_local! {
+    /// The W3C traceparent of the message being handled.
+    static TRACEPARENT: String;
+}
+
+/// A traceparent for an event emitted while handling the current message:
+/// a child span of its trace, or a new trace outside a handler.
+pub fn child_traceparent() -> String {
+    let parent = TRACEPARENT.try_with(|p| p.clone()).ok();
+    runcache_infra::queue::trace::child_of(parent.as_deref())
+}
 
 /// What a handler decided about one message.
 #[derive(Debug, Clone, PartialEq)]
@@ -236,7 +248,13 @@ async fn handle_one(
             reason: e.to_string(),
         },
         Ok(event) => {
-            let work = handler.handle(event, message);
+            // Handlers emit events as children of the message's trace.
+            let parent = message
+                .attributes
+                .get(ATTR_TRACEPARENT)
+                .cloned()
+                .unwrap_or_default();
+            let work = TRACEPARENT.scope(parent, handler.handle(event, message));
             tokio::pin!(work);
             let mut tick = tokio::time::interval(cfg.visibility / 2);
             tick.tick().await;

@@ -32,9 +32,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use runcache_infra::{
-    names, Backend, InsertOutcome, OutgoingMessage, ReceivedMessage, StateChange, StoreError,
-};
+use runcache_infra::{names, Backend, InsertOutcome, ReceivedMessage, StateChange, StoreError};
 use runcache_schemas::{
     ArtifactStaged, AuditAction, AuditRecord, Contract, EntryState, Event, IndexEntry, OutcomeKind,
     ProvenanceRecord, WorkerOutcome,
@@ -373,15 +371,7 @@ impl Promoter {
             reason,
             at: now,
         };
-        self.backend
-            .accessed
-            .send(
-                OutgoingMessage::new(outcome.encode())
-                    .with_attribute("schema", WorkerOutcome::SCHEMA)
-                    .with_attribute("version", WorkerOutcome::VERSION.to_string()),
-            )
-            .await
-            .map(|_| ())
+        crate::records::send_outcome(&self.backend, &outcome).await
     }
 }
 

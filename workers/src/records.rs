@@ -2,22 +2,18 @@
 //! `worker.outcome` events (for the metrics worker) and the stable ids that
 //! make audit records idempotent.
 
-use runcache_infra::{
-    queue::{ATTR_SCHEMA, ATTR_VERSION},
-    Backend, OutgoingMessage, StoreError,
-};
-use runcache_schemas::{Contract, IndexEntry, OutcomeKind, WorkerOutcome};
+use runcache_infra::{Backend, OutgoingMessage, StoreError};
+use runcache_schemas::{IndexEntry, OutcomeKind, WorkerOutcome};
 use sha2::{Digest, Sha256};
 
 /// Sends a `worker.outcome` on the accessed queue (the metrics worker's).
 pub async fn send_outcome(backend: &Backend, outcome: &WorkerOutcome) -> Result<(), StoreError> {
     backend
         .accessed
-        .send(
-            OutgoingMessage::new(outcome.encode())
-                .with_attribute(ATTR_SCHEMA, WorkerOutcome::SCHEMA)
-                .with_attribute(ATTR_VERSION, WorkerOutcome::VERSION.to_string()),
-        )
+        .send(OutgoingMessage::event(
+            outcome,
+            &crate::consumer::child_traceparent(),
+        ))
         .await
         .map(|_| ())
 }
