@@ -2,29 +2,18 @@
 //! and never indexed; duplicate delivery and a crash after any step end with
 //! one entry, a correct CAS object and no staging object.
 
-use std::{
-    collections::BTreeMap,
-    ops::Range,
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc,
-    },
-    time::Duration,
-};
+mod support;
 
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use runcache_infra::{
-    index::{CacheIndex, EntryPage},
-    names, Backend, BlobMeta, BlobReader, BlobStore, Config, InsertOutcome, ListPage, ManualClock,
-    OutgoingMessage, StateChange, StoreError,
-};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use chrono::Utc;
+use runcache_infra::{names, Backend, Config, ManualClock, OutgoingMessage};
 use runcache_schemas::{
-    ArtifactStaged, AuditRecord, BuildProvenance, ContentHash, Contract, Event, IndexEntry, Scope,
-    TrustLevel,
+    ArtifactStaged, BuildProvenance, ContentHash, Contract, Event, IndexEntry, Scope, TrustLevel,
 };
 use runcache_worker::{drain, ConsumerConfig, Outcome, Promoter};
 use sha2::{Digest, Sha256};
+use support::{Faults, FaultyBlobs, FaultyIndex};
 use tokio::io::AsyncReadExt;
 
 struct Env {
@@ -352,130 +341,12 @@ async fn an_upload_id_that_is_not_a_plain_token_is_rejected() {
 
 // ---- crash after every step -------------------------------------------
 
-/// Fails the `fail_at`-th mutating call across blobs and index (1-based),
-/// as if the worker died there.
-#[derive(Debug)]
-struct Faults {
-    calls: AtomicUsize,
-    fail_at: usize,
-}
-
-impl Faults {
-    fn hit(&self, what: &str) -> Result<(), StoreError> {
-        if self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_at {
-            return Err(StoreError::Unavailable {
-                what: what.into(),
-                reason: "injected crash".into(),
-            });
-        }
-        Ok(())
-    }
-}
-
-#[derive(Debug)]
-struct FaultyBlobs(Arc<dyn BlobStore>, Arc<Faults>);
-
-#[async_trait]
-impl BlobStore for FaultyBlobs {
-    async fn put(
-        &self,
-        key: &str,
-        body: BlobReader,
-        m: BTreeMap<String, String>,
-    ) -> Result<BlobMeta, StoreError> {
-        self.1.hit("put")?;
-        self.0.put(key, body, m).await
-    }
-    async fn head(&self, key: &str) -> Result<Option<BlobMeta>, StoreError> {
-        self.0.head(key).await
-    }
-    async fn get(&self, key: &str, r: Option<Range<u64>>) -> Result<BlobReader, StoreError> {
-        self.0.get(key, r).await
-    }
-    async fn copy(&self, from: &str, to: &str) -> Result<BlobMeta, StoreError> {
-        self.1.hit("copy")?;
-        self.0.copy(from, to).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.1.hit("delete")?;
-        self.0.delete(key).await
-    }
-    async fn list(&self, p: &str, a: Option<&str>, l: usize) -> Result<ListPage, StoreError> {
-        self.0.list(p, a, l).await
-    }
-    async fn abort_stale_uploads(&self, t: DateTime<Utc>) -> Result<u64, StoreError> {
-        self.0.abort_stale_uploads(t).await
-    }
-}
-
-#[derive(Debug)]
-struct FaultyIndex(Arc<dyn CacheIndex>, Arc<Faults>);
-
-#[async_trait]
-impl CacheIndex for FaultyIndex {
-    async fn get(&self, s: &Scope, v: &str, k: &str) -> Result<Option<IndexEntry>, StoreError> {
-        self.0.get(s, v, k).await
-    }
-    async fn find_prefix(
-        &self,
-        s: &Scope,
-        v: &str,
-        p: &str,
-    ) -> Result<Vec<IndexEntry>, StoreError> {
-        self.0.find_prefix(s, v, p).await
-    }
-    async fn insert(&self, e: &IndexEntry) -> Result<InsertOutcome, StoreError> {
-        self.1.hit("insert")?;
-        self.0.insert(e).await
-    }
-    async fn record_access(
-        &self,
-        s: &Scope,
-        v: &str,
-        k: &str,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.0.record_access(s, v, k, at).await
-    }
-    async fn by_repository(&self, r: &str, t: Option<&str>) -> Result<Vec<IndexEntry>, StoreError> {
-        self.0.by_repository(r, t).await
-    }
-    async fn by_lockfile(&self, h: &str) -> Result<Vec<IndexEntry>, StoreError> {
-        self.0.by_lockfile(h).await
-    }
-    async fn set_state(
-        &self,
-        s: &Scope,
-        v: &str,
-        k: &str,
-        c: &StateChange,
-    ) -> Result<bool, StoreError> {
-        self.0.set_state(s, v, k, c).await
-    }
-    async fn remove(&self, s: &Scope, v: &str, k: &str) -> Result<(), StoreError> {
-        self.0.remove(s, v, k).await
-    }
-    async fn scan(&self, c: Option<&str>, l: usize) -> Result<EntryPage, StoreError> {
-        self.0.scan(c, l).await
-    }
-    async fn append_audit(&self, r: &AuditRecord) -> Result<(), StoreError> {
-        self.1.hit("audit")?;
-        self.0.append_audit(r).await
-    }
-    async fn audit_log(&self, r: &str, l: usize) -> Result<Vec<AuditRecord>, StoreError> {
-        self.0.audit_log(r, l).await
-    }
-}
-
 async fn crash_then_redeliver(bytes: &[u8], claimed: &[u8]) -> usize {
     for fail_at in 1.. {
         let e = env();
         stage(&e.backend, "u1", bytes).await;
         let ev = event("u1", hash_of(claimed), claimed.len() as u64);
-        let faults = Arc::new(Faults {
-            calls: AtomicUsize::new(0),
-            fail_at,
-        });
+        let faults = Faults::new(fail_at);
         let mut crashing = e.backend.clone();
         crashing.blobs = Arc::new(FaultyBlobs(e.backend.blobs.clone(), faults.clone()));
         crashing.index = Arc::new(FaultyIndex(e.backend.index.clone(), faults.clone()));
