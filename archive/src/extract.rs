@@ -403,6 +403,13 @@ impl Unpacker<'_> {
         self.check_destination(&landing, matches!(kind, Kind::Dir), &shown)?;
         self.make_temp_parents(&landing, &shown)?;
         let path = self.temp_path(&landing);
+        if !matches!(kind, Kind::Dir) {
+            // This entry replaces whatever an earlier one put at its place,
+            // a directory tree included: forget those directories'
+            // metadata, or commit would apply it through what is there now
+            // (a symlink, say).
+            self.dirs.retain(|dest, _| !dest.starts_with(&landing.dest));
+        }
 
         match kind {
             Kind::Dir => {
@@ -428,6 +435,12 @@ impl Unpacker<'_> {
             }
             Kind::HardLink => {
                 let source = self.hard_link_source(&landing, &entry.link, &shown)?;
+                if source.starts_with(&path) {
+                    return Err(ArchiveError::unsafe_entry(
+                        &shown,
+                        "a hard link to something inside what it replaces".to_string(),
+                    ));
+                }
                 self.replace(&path, |p| fs::hard_link(&source, p))?;
             }
         }

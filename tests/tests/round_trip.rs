@@ -261,11 +261,18 @@ async fn one_trace_id_spans_the_runner_and_the_worker() {
     let out = s
         .backend
         .accessed
-        .receive(10, std::time::Duration::ZERO, std::time::Duration::from_secs(30))
+        .receive(
+            10,
+            std::time::Duration::ZERO,
+            std::time::Duration::from_secs(30),
+        )
         .await
         .unwrap();
     assert_eq!(out.len(), 1);
     let worker_tp = &out[0].attributes[ATTR_TRACEPARENT];
     assert_eq!(trace_id(worker_tp), trace_id(&s.ctx.traceparent));
-    assert_ne!(worker_tp, &s.ctx.traceparent, "the worker's span is its own");
+    assert_ne!(
+        worker_tp, &s.ctx.traceparent,
+        "the worker's span is its own"
+    );
 }
