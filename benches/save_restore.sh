@@ -56,7 +56,8 @@ measure() {
   for _ in $(seq 1 "$runs"); do
     [ -n "${PREP:-}" ] && eval "$PREP"
     sync
-    out=$( { /usr/bin/time -f '%e %M' "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1 )
+    /usr/bin/time -f '%e %M' -o "$bench/.time" "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }
+    out=$(tail -1 "$bench/.time")
     if [ -z "$best" ] || awk -v a="${out%% *}" -v b="${best%% *}" 'BEGIN{exit !(a<b)}'; then best="$out"; fi
   done
   echo "$best"
@@ -65,7 +66,11 @@ measure() {
 rows=()
 for corpus in node_modules target mixed-2g; do
   dir="$bench/$corpus"
-  path=$(cd "$dir" && ls -d node_modules target data 2>/dev/null | head -1)
+  case "$corpus" in
+    node_modules) path=node_modules ;;
+    target) path=target ;;
+    *) path=data ;;
+  esac
   bytes=$(du -sb "$dir/$path" | cut -f1)
   work="$bench/work-$corpus"; rm -rf "$work"; mkdir -p "$work"
   echo "== $corpus ($path, $(( bytes >> 20 )) MiB)" >&2
