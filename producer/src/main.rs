@@ -152,6 +152,11 @@ struct SaveArgs {
     /// verify it and restores check its paths like any entry's.
     #[arg(long, value_name = "FILE")]
     from_archive: Option<PathBuf>,
+    /// When the build started (RFC 3339, e.g. 2026-11-25T17:04:00Z), for the
+    /// build duration in provenance; default: when the job's first
+    /// `runcache restore` ran (inside GitHub Actions).
+    #[arg(long, value_name = "TIME")]
+    build_started_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -280,6 +285,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 zstd_level: args.compression_level.unwrap_or(config.zstd_level),
                 from_archive: args.from_archive,
                 progress: !cli.quiet,
+                build_started_at: args.build_started_at,
             };
             let report = save(&config, &backend, &ctx, &req)
                 .await

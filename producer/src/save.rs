@@ -29,6 +29,24 @@ pub struct SaveRequest {
     pub from_archive: Option<PathBuf>,
     /// Show a progress bar on a terminal for long uploads.
     pub progress: bool,
+    /// When the build started (`--build-started-at`); else the marker the
+    /// job's first restore left; else unknown.
+    pub build_started_at: Option<chrono::DateTime<Utc>>,
+}
+
+impl SaveRequest {
+    /// Archive `paths` under `key` with the defaults: zstd level 3, no
+    /// progress bar, build start from the job marker.
+    pub fn new(key: impl Into<String>, paths: Vec<String>) -> Self {
+        Self {
+            key: key.into(),
+            paths,
+            zstd_level: 3,
+            from_archive: None,
+            progress: false,
+            build_started_at: None,
+        }
+    }
 }
 
 /// What `save` did.
@@ -144,10 +162,15 @@ pub async fn save(
 
     let mut provenance = ctx.provenance();
     record_build_inputs(&ctx.workspace, &mut provenance).await;
-    if let Some(marker) = crate::restore::JobMarker::load() {
-        provenance.build_started_at = Some(marker.started_at);
-        provenance.build_duration_ms =
-            Some((Utc::now() - marker.started_at).num_milliseconds().max(0) as u64);
+    let marker = crate::restore::JobMarker::load();
+    let build_started = req
+        .build_started_at
+        .or(marker.as_ref().map(|m| m.started_at));
+    if let Some(at) = build_started {
+        provenance.build_started_at = Some(at);
+        provenance.build_duration_ms = Some((Utc::now() - at).num_milliseconds().max(0) as u64);
+    }
+    if let Some(marker) = marker {
         provenance.dependency_hashes = marker.restored;
     }
     let event = ArtifactStaged {

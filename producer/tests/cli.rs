@@ -377,3 +377,43 @@ fn every_escape_kind_in_an_imported_archive_is_refused_with_nothing_written_outs
         );
     }
 }
+
+#[test]
+fn build_started_at_gives_the_build_duration_in_provenance() {
+    let s = Sandbox::new();
+    fs::create_dir_all(s.ws().join("dist")).unwrap();
+    fs::write(s.ws().join("dist/app.js"), b"1").unwrap();
+    ok(&s.run(
+        &[
+            "save",
+            "--key",
+            "timed",
+            "--path",
+            "dist",
+            "--build-started-at",
+            "2020-01-01T00:00:00Z",
+        ],
+        MAIN,
+    ));
+    let json = ok(&s.run(&["admin", "provenance", "timed", "--json"], MAIN));
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let build = &report["records"][0]["build"];
+    assert_eq!(build["buildStartedAt"], "2020-01-01T00:00:00Z");
+    assert!(
+        build["buildDurationMs"].as_u64().unwrap() > 150_000_000_000,
+        "{build}"
+    );
+    let bad = s.run(
+        &[
+            "save",
+            "--key",
+            "t2",
+            "--path",
+            "dist",
+            "--build-started-at",
+            "yesterday",
+        ],
+        MAIN,
+    );
+    assert_eq!(bad.status.code(), Some(2), "clap rejects a malformed time");
+}

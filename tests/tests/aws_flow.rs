@@ -44,13 +44,7 @@ async fn save_promote_restore_through_s3_sqs_and_dynamodb() {
     symlink("pkg/index.js", ws.path().join("node_modules/main.js")).unwrap();
     let before = tree_snapshot(&ws.path().join("node_modules"));
 
-    let req = SaveRequest {
-        key: "npm-linux-1".into(),
-        paths: vec!["node_modules".into()],
-        zstd_level: 3,
-        from_archive: None,
-        progress: false,
-    };
+    let req = SaveRequest::new("npm-linux-1", vec!["node_modules".into()]);
     let SaveReport::Saved {
         content_hash,
         promoted,

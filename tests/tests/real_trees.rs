@@ -33,13 +33,7 @@ async fn round_trip(workspace: &Path, path: &str) {
         before.len() > 10,
         "the corpus is too small to mean anything"
     );
-    let req = SaveRequest {
-        key: format!("{path}-key"),
-        paths: vec![path.into()],
-        zstd_level: 3,
-        from_archive: None,
-        progress: false,
-    };
+    let req = SaveRequest::new(format!("{path}-key"), vec![path.into()]);
     let report = save(&config, &backend, &ctx, &req).await.unwrap();
     assert!(
         matches!(report, SaveReport::Saved { promoted: true, .. }),

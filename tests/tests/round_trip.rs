@@ -93,13 +93,7 @@ async fn save_then_restore_is_byte_identical() {
     let s = setup();
     make_tree(&s.ctx.workspace);
     let before = tree_snapshot(&s.ctx.workspace.join("node_modules"));
-    let req = SaveRequest {
-        key: "npm-linux-abc".into(),
-        paths: vec!["node_modules".into()],
-        zstd_level: 3,
-        from_archive: None,
-        progress: false,
-    };
+    let req = SaveRequest::new("npm-linux-abc", vec!["node_modules".into()]);
     let report = save(&s.config, &s.backend, &s.ctx, &req).await.unwrap();
     let SaveReport::Saved {
         promoted: true,
@@ -154,13 +148,7 @@ async fn save_then_restore_is_byte_identical() {
 async fn a_miss_and_lookup_only_download_nothing() {
     let s = setup();
     make_tree(&s.ctx.workspace);
-    let req = SaveRequest {
-        key: "k1".into(),
-        paths: vec!["node_modules".into()],
-        zstd_level: 3,
-        from_archive: None,
-        progress: false,
-    };
+    let req = SaveRequest::new("k1", vec!["node_modules".into()]);
     save(&s.config, &s.backend, &s.ctx, &req).await.unwrap();
     fs::remove_dir_all(s.ctx.workspace.join("node_modules")).unwrap();
     let miss = restore(&s.backend, &s.ctx, &request("other", &["nope-"]))
@@ -192,13 +180,7 @@ async fn a_miss_and_lookup_only_download_nothing() {
 async fn a_tampered_cas_blob_fails_the_restore_and_leaves_the_target_alone() {
     let s = setup();
     make_tree(&s.ctx.workspace);
-    let req = SaveRequest {
-        key: "k1".into(),
-        paths: vec!["node_modules".into()],
-        zstd_level: 3,
-        from_archive: None,
-        progress: false,
-    };
+    let req = SaveRequest::new("k1", vec!["node_modules".into()]);
     let SaveReport::Saved { content_hash, .. } =
         save(&s.config, &s.backend, &s.ctx, &req).await.unwrap()
     else {
@@ -248,13 +230,7 @@ async fn one_trace_id_spans_the_runner_and_the_worker() {
     use runcache_infra::queue::{trace::trace_id, ATTR_TRACEPARENT};
     let s = setup();
     make_tree(&s.ctx.workspace);
-    let req = SaveRequest {
-        key: "traced".into(),
-        paths: vec!["node_modules".into()],
-        zstd_level: 3,
-        from_archive: None,
-        progress: false,
-    };
+    let req = SaveRequest::new("traced", vec!["node_modules".into()]);
     save(&s.config, &s.backend, &s.ctx, &req).await.unwrap();
     // The promote worker (run in-process here) emitted its outcome as a
     // child of the save's trace.
