@@ -81,3 +81,37 @@ impl StoreError {
         }
     }
 }
+
+/// An error and its causes on one line, for people: `a: b: c`. Causes whose
+/// text the message before already contains are left out, since many error
+/// types print their source inside their own message.
+pub fn describe(error: &(dyn StdError + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let text = e.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = e.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("save failed: {0}")]
+    struct Outer(#[source] StoreError);
+
+    #[test]
+    fn describe_prints_each_cause_once() {
+        let inner = StoreError::io("object `a`", std::io::Error::other("disk full"));
+        let text = describe(&Outer(inner));
+        assert_eq!(text, "save failed: I/O error on object `a`: disk full");
+        assert_eq!(text.matches("disk full").count(), 1);
+    }
+}

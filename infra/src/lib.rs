@@ -30,7 +30,7 @@ pub use backend::Backend;
 pub use blob::{BlobMeta, BlobReader, BlobStore, ListPage};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{BackendKind, Config};
-pub use error::StoreError;
+pub use error::{describe, StoreError};
 pub use index::{CacheIndex, InsertOutcome, StateChange};
 pub use metrics::{MetricDatum, MetricUnit, MetricsSink};
 pub use provenance::ProvenanceStore;

@@ -237,7 +237,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("runcache: error: {e:#}");
+            eprintln!("runcache: error: {}", runcache_infra::describe(e.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -384,7 +384,10 @@ async fn restore_command(config: &Config, args: RestoreArgs, quiet: bool) -> Res
         Err(e) if args.strict => return Err(e.context("restore failed")),
         Err(e) => {
             // A cache problem must not fail the build: warn, report a miss.
-            eprintln!("runcache: warning: restore failed, continuing without cache: {e:#}");
+            eprintln!(
+                "runcache: warning: restore failed, continuing without cache: {}",
+                runcache_infra::describe(e.as_ref())
+            );
             emit_outputs(&Default::default(), &args.key, args.json)?;
             if args.fail_on_cache_miss {
                 bail!(

@@ -96,7 +96,10 @@ fn main() -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("runcache-worker: error: {e:#}");
+            eprintln!(
+                "runcache-worker: error: {}",
+                runcache_infra::describe(e.as_ref())
+            );
             ExitCode::FAILURE
         }
     }
