@@ -46,7 +46,7 @@ use tempfile::TempDir;
 
 use crate::paths::{absolute_workspace, bytes_to_path, declared_roots, parse_patterns};
 use crate::safety::{Bounds, Landing};
-use crate::stream::{HashingReader, LimitExceeded, LimitedReader};
+use crate::stream::{hashing_read_ahead, LimitExceeded, LimitedReader};
 use crate::tar_read::{TarEntry, TarReader};
 use crate::tar_write::Mtime;
 use crate::{ArchiveError, Limit};
@@ -119,7 +119,7 @@ impl Extraction {
     /// `UnsafeEntry`, `TooLarge`, `Corrupt`, `Input` (the stream failed),
     /// `InvalidPattern`, `Io`. The temporary directory is removed on error.
     pub fn unpack(
-        input: impl Read,
+        input: impl Read + Send,
         workspace: &Path,
         patterns: &[String],
         limits: &ExtractLimits,
@@ -136,7 +136,7 @@ impl Extraction {
     /// [`Extraction::unpack`] with an explicit home directory for `~`
     /// (`None`: a pattern using `~` is an error).
     pub fn unpack_with_home(
-        input: impl Read,
+        input: impl Read + Send,
         workspace: &Path,
         home: Option<&Path>,
         patterns: &[String],
@@ -158,33 +158,43 @@ impl Extraction {
             .tempdir_in(&bounds.workspace)
             .map_err(ArchiveError::io(&bounds.workspace))?;
 
-        let input_failed = Rc::new(Cell::new(false));
-        let decoder =
-            zstd::stream::read::Decoder::new(HashingReader::new(input, Rc::clone(&input_failed)))
-                .map_err(|e| ArchiveError::Corrupt {
-                detail: format!("cannot start zstd decompression: {e}"),
-            })?;
-        let mut tar = TarReader::new(LimitedReader::new(decoder, limits.max_unpacked_bytes));
-        let mut unpacker = Unpacker {
-            bounds: &bounds,
-            temp: temp.path(),
-            limits,
-            input_failed,
-            entries: 0,
-            temp_dirs: HashSet::new(),
-            dest: HashMap::new(),
-            dirs: BTreeMap::new(),
-            buf: vec![0; 256 * 1024],
-        };
-        unpacker.run(&mut tar)?;
-        let Unpacker { entries, dirs, .. } = unpacker;
+        let (entries, dirs, unpacked_bytes, (sha256_hex, compressed_bytes)) =
+            std::thread::scope(|scope| {
+                let input_failed = Rc::new(Cell::new(false));
+                let (chunks, reader) = hashing_read_ahead(scope, input, Rc::clone(&input_failed));
+                let decoder = zstd::stream::read::Decoder::new(chunks).map_err(|e| {
+                    ArchiveError::Corrupt {
+                        detail: format!("cannot start zstd decompression: {e}"),
+                    }
+                })?;
+                let mut tar =
+                    TarReader::new(LimitedReader::new(decoder, limits.max_unpacked_bytes));
+                let mut unpacker = Unpacker {
+                    bounds: &bounds,
+                    temp: temp.path(),
+                    limits,
+                    input_failed,
+                    entries: 0,
+                    temp_dirs: HashSet::new(),
+                    dest: HashMap::new(),
+                    dirs: BTreeMap::new(),
+                    buf: vec![0; 256 * 1024],
+                };
+                unpacker.run(&mut tar)?;
+                let Unpacker { entries, dirs, .. } = unpacker;
 
-        let limited = tar.into_inner();
-        let unpacked_bytes = limited.bytes_read();
-        // Whatever follows the last zstd frame is part of the input too.
-        let mut rest = limited.into_inner().finish();
-        io::copy(&mut rest, &mut io::sink()).map_err(|source| ArchiveError::Input { source })?;
-        let (sha256_hex, compressed_bytes) = rest.into_inner().finish();
+                let limited = tar.into_inner();
+                let unpacked_bytes = limited.bytes_read();
+                // Whatever follows the last zstd frame is part of the input too.
+                let mut rest = limited.into_inner().finish();
+                io::copy(&mut rest, &mut io::sink())
+                    .map_err(|source| ArchiveError::Input { source })?;
+                drop(rest);
+                let digest = reader.join().map_err(|_| ArchiveError::Input {
+                    source: io::Error::other("the thread reading the archive panicked"),
+                })?;
+                Ok::<_, ArchiveError>((entries, dirs, unpacked_bytes, digest))
+            })?;
 
         tracing::debug!(
             entries,

@@ -72,48 +72,85 @@ impl<W: Write> Write for CountingWriter<W> {
     }
 }
 
-/// Hashes and counts every byte read from `inner`, and records (in a flag
-/// shared with the caller) whether `inner` itself failed, so that an error
+/// Bytes handed from the read-ahead thread at a time, and how many chunks
+/// may wait: bounds the read-ahead at 4 MiB.
+const READ_AHEAD_CHUNK: usize = 1 << 20;
+const READ_AHEAD_DEPTH: usize = 4;
+
+/// Reads `inner` to its end on a thread of `scope`, hashing and counting
+/// every byte, and hands the bytes over through a bounded channel: reading
+/// and hashing overlap with decompressing and unpacking on the caller's
+/// thread (a second core instead of one thread doing everything). The
+/// thread returns the SHA-256 hex and byte count once `inner` is exhausted;
+/// it stops early when the returned reader is dropped.
+pub(crate) fn hashing_read_ahead<'scope, R: Read + Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    mut inner: R,
+    failed: Rc<Cell<bool>>,
+) -> (
+    ChunkReader,
+    std::thread::ScopedJoinHandle<'scope, (String, u64)>,
+) {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(READ_AHEAD_DEPTH);
+    let reader = scope.spawn(move || {
+        let (mut hasher, mut bytes) = (Sha256::new(), 0u64);
+        loop {
+            let mut chunk = vec![0; READ_AHEAD_CHUNK];
+            let item = match inner.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => {
+                    chunk.truncate(n);
+                    hasher.update(&chunk);
+                    bytes += n as u64;
+                    Ok(chunk)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            };
+            let stop = item.is_err();
+            if tx.send(item).is_err() || stop {
+                break;
+            }
+        }
+        (hex::encode(hasher.finalize()), bytes)
+    });
+    let chunks = ChunkReader {
+        rx,
+        chunk: Vec::new(),
+        pos: 0,
+        failed,
+    };
+    (chunks, reader)
+}
+
+/// The caller's end of [`hashing_read_ahead`]. Records (in a flag shared
+/// with the caller) whether the input itself failed, so that an error
 /// surfacing through the decompressor and the tar parser can be told apart
 /// from a corrupt archive.
-pub(crate) struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-    bytes: u64,
+pub(crate) struct ChunkReader {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    pos: usize,
     failed: Rc<Cell<bool>>,
 }
 
-impl<R: Read> HashingReader<R> {
-    pub fn new(inner: R, failed: Rc<Cell<bool>>) -> Self {
-        HashingReader {
-            inner,
-            hasher: Sha256::new(),
-            bytes: 0,
-            failed,
-        }
-    }
-
-    /// The SHA-256 hex and byte count of everything read.
-    pub fn finish(self) -> (String, u64) {
-        (hex::encode(self.hasher.finalize()), self.bytes)
-    }
-}
-
-impl<R: Read> Read for HashingReader<R> {
+impl Read for ChunkReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.inner.read(buf) {
-            Ok(n) => {
-                self.hasher.update(&buf[..n]);
-                self.bytes += n as u64;
-                Ok(n)
-            }
-            Err(e) => {
-                if e.kind() != io::ErrorKind::Interrupted {
+        while self.pos == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => (self.chunk, self.pos) = (chunk, 0),
+                Ok(Err(e)) => {
                     self.failed.set(true);
+                    return Err(e);
                 }
-                Err(e)
+                // The reader thread finished: the input ended.
+                Err(_) => return Ok(0),
             }
         }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 

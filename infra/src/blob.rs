@@ -72,6 +72,14 @@ pub trait BlobStore: Send + Sync + Debug {
     /// multipart uploads) started before `older_than`; returns how many.
     async fn abort_stale_uploads(&self, older_than: DateTime<Utc>) -> Result<u64, StoreError>;
 
+    /// Whether `copy` shares the source's current bytes instead of
+    /// duplicating them (a hard link on a filesystem whose objects are
+    /// never modified in place): then a copy is an O(1) way to pin an
+    /// object's bytes and to move them into another key. Default: false.
+    fn copy_shares_bytes(&self) -> bool {
+        false
+    }
+
     /// Deletes several keys; missing ones are fine.
     async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
         for key in keys {

@@ -6,6 +6,12 @@ pub const STAGING_PREFIX: &str = "staging/";
 pub const ARTIFACTS_PREFIX: &str = "artifacts/";
 pub const QUARANTINE_PREFIX: &str = "quarantine/";
 pub const METADATA_PREFIX: &str = "metadata/";
+/// Worker-only scratch space under `quarantine/` (expired by its lifecycle
+/// rule): the sweep's pending deletions, `quarantine/sweep/{run}/{hex}`…
+pub const SWEEP_PENDING_PREFIX: &str = "quarantine/sweep/";
+/// …and promote's pinned copies of staged uploads being verified,
+/// `quarantine/promoting/{upload_id}` (see `promoting_key`).
+pub const PROMOTING_PREFIX: &str = "quarantine/promoting/";
 
 pub fn bucket(stage: &str) -> String {
     format!("self-runners-artifacts-{stage}")
@@ -44,6 +50,11 @@ pub fn artifact_key(hex: &str) -> String {
 /// `quarantine/{upload_id}`.
 pub fn quarantine_key(upload_id: &str) -> String {
     format!("{QUARANTINE_PREFIX}{upload_id}")
+}
+/// `quarantine/promoting/{upload_id}`: where promote pins a staged upload's
+/// bytes while it hashes them, on stores whose copies share bytes.
+pub fn promoting_key(upload_id: &str) -> String {
+    format!("{PROMOTING_PREFIX}{upload_id}")
 }
 /// `metadata/{hex}.json`.
 pub fn metadata_key(hex: &str) -> String {

@@ -11,12 +11,16 @@
 //!    taken (keys are immutable): drop the upload.
 //! 2. If the staging object is gone: done if it was quarantined, else reject.
 //! 3. Verify and store: if `artifacts/{claimed}` exists, hash the staged
-//!    bytes (dedup, no copy); else stream them into `artifacts/{claimed}`
-//!    through a hashing reader that fails the put on any mismatch, so the
-//!    object appears only if its bytes hash to its name (no window in which
-//!    a runner could swap the staged bytes between check and copy).
-//!    A mismatch (hash or size): copy to `quarantine/`, audit, emit
-//!    `rejected`, delete the staged object.
+//!    bytes (dedup, no copy). Else, on S3, stream them into
+//!    `artifacts/{claimed}` through a hashing reader that fails the put on
+//!    any mismatch, so the object appears only if its bytes hash to its
+//!    name (no window in which a runner could swap the staged bytes between
+//!    check and copy). On a store whose copies share bytes (the local
+//!    filesystem: hard links), pin the staged bytes at
+//!    `quarantine/promoting/{id}`, hash the pin, link it into the CAS: the
+//!    same guarantee without writing the archive a second time.
+//!    A mismatch (hash or size): copy what was hashed to `quarantine/`,
+//!    audit, emit `rejected`, delete the staged object.
 //! 4. Provenance: `metadata/{h}.json` (first build wins) and the store.
 //! 5. Conditional insert of the index entry.
 //! 6. Ensure `artifacts/{h}` and `metadata/{h}.json` still exist; re-store
@@ -41,7 +45,7 @@ use tracing::{info, instrument, warn};
 
 use crate::{
     consumer::{Handler, Outcome},
-    verify::{digest, HashingReader},
+    verify::{digest, Digested, HashingReader},
 };
 
 /// The promote handler.
@@ -84,12 +88,12 @@ impl Promoter {
                             return self.unstorable(ev, &existing, &reason).await;
                         }
                         self.emit(ev, OutcomeKind::Promoted, None).await?;
-                        b.blobs.delete(&ev.staging_key).await?;
+                        self.drop_upload(ev).await?;
                     }
                     return Ok(Outcome::Done);
                 }
                 info!("key already cached in this scope; dropping the upload (keys are immutable)");
-                b.blobs.delete(&ev.staging_key).await?;
+                self.drop_upload(ev).await?;
                 return Ok(Outcome::Done);
             }
         }
@@ -116,45 +120,19 @@ impl Promoter {
         }
 
         let cas_key = names::artifact_key(ev.claimed_hash.hex());
-        let expected = (ev.claimed_hash.clone(), ev.size_bytes);
         let deduplicated = b.blobs.head(&cas_key).await?.is_some();
         let verified = if deduplicated {
-            let body = b.blobs.get(&ev.staging_key, None).await?;
-            let d = digest(body).await.map_err(|e| StoreError::Io {
-                what: ev.staging_key.clone(),
-                source: e,
-            })?;
-            (d.hash == expected.0 && d.size == expected.1)
-                .then_some(())
-                .ok_or(format!(
-                    "content is {} ({} bytes), claimed {} ({} bytes)",
-                    d.hash, d.size, expected.0, expected.1
-                ))
+            self.verify_staged(ev, &ev.staging_key).await?
+        } else if b.blobs.copy_shares_bytes() {
+            self.store_pinned(ev, &cas_key).await?
         } else {
-            let body = b.blobs.get(&ev.staging_key, None).await?;
-            let (reader, slot) = HashingReader::new(body, Some(expected.clone()));
-            match b
-                .blobs
-                .put(&cas_key, Box::pin(reader), BTreeMap::new())
-                .await
-            {
-                Ok(_) => Ok(()),
-                Err(e) => {
-                    let digested = slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                    match digested {
-                        // The stream ended: the store refused it because of
-                        // the mismatch.
-                        Some(d) if d.hash != expected.0 || d.size != expected.1 => Err(format!(
-                            "content is {} ({} bytes), claimed {} ({} bytes)",
-                            d.hash, d.size, expected.0, expected.1
-                        )),
-                        _ => return Err(e),
-                    }
-                }
-            }
+            self.store_streamed(ev, &cas_key).await?
         };
-        if let Err(reason) = verified {
-            return self.reject(ev, &reason).await.map(|_| Outcome::Done);
+        if let Err(Mismatch { reason, evidence }) = verified {
+            return self
+                .reject(ev, &reason, &evidence)
+                .await
+                .map(|_| Outcome::Done);
         }
 
         let now = b.clock.now();
@@ -207,8 +185,79 @@ impl Promoter {
                 info!("a concurrent save took the key first; keeping it (keys are immutable)");
             }
         }
-        b.blobs.delete(&ev.staging_key).await?;
+        self.drop_upload(ev).await?;
         Ok(Outcome::Done)
+    }
+
+    /// Hashes the object at `key` against the claim.
+    async fn verify_staged(&self, ev: &ArtifactStaged, key: &str) -> Result<Verified, StoreError> {
+        let body = self.backend.blobs.get(key, None).await?;
+        let d = digest(body).await.map_err(|e| StoreError::Io {
+            what: key.to_string(),
+            source: e,
+        })?;
+        Ok(if d.hash == ev.claimed_hash && d.size == ev.size_bytes {
+            Ok(())
+        } else {
+            Err(Mismatch {
+                reason: mismatch_reason(ev, &d),
+                evidence: key.to_string(),
+            })
+        })
+    }
+
+    /// Step 3 where copies share bytes (the filesystem): pin the staged
+    /// bytes with a copy a runner cannot reach, hash the pinned copy, and
+    /// move exactly those bytes into the CAS. Nothing is written twice.
+    async fn store_pinned(
+        &self,
+        ev: &ArtifactStaged,
+        cas_key: &str,
+    ) -> Result<Verified, StoreError> {
+        let blobs = &self.backend.blobs;
+        let pin = names::promoting_key(&ev.upload_id);
+        blobs.copy(&ev.staging_key, &pin).await?;
+        let verified = self.verify_staged(ev, &pin).await?;
+        match &verified {
+            Ok(()) => {
+                blobs.copy(&pin, cas_key).await?;
+                blobs.delete(&pin).await?;
+            }
+            // `reject` quarantines the pinned bytes, then drops the pin.
+            Err(_) => {}
+        }
+        Ok(verified)
+    }
+
+    /// Step 3 elsewhere (S3): stream the staged bytes into the CAS through
+    /// a hashing reader that fails the put on any mismatch, so the object
+    /// appears only if its bytes hash to its name, in one pass.
+    async fn store_streamed(
+        &self,
+        ev: &ArtifactStaged,
+        cas_key: &str,
+    ) -> Result<Verified, StoreError> {
+        let blobs = &self.backend.blobs;
+        let body = blobs.get(&ev.staging_key, None).await?;
+        let (reader, slot) =
+            HashingReader::new(body, Some((ev.claimed_hash.clone(), ev.size_bytes)));
+        match blobs.put(cas_key, Box::pin(reader), BTreeMap::new()).await {
+            Ok(_) => Ok(Ok(())),
+            Err(e) => {
+                let digested = slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                match digested {
+                    // The stream ended: the store refused it because of
+                    // the mismatch.
+                    Some(d) if d.hash != ev.claimed_hash || d.size != ev.size_bytes => {
+                        Ok(Err(Mismatch {
+                            reason: mismatch_reason(ev, &d),
+                            evidence: ev.staging_key.clone(),
+                        }))
+                    }
+                    _ => Err(e),
+                }
+            }
+        }
     }
 
     fn provenance_record(&self, ev: &ArtifactStaged, now: DateTime<Utc>) -> ProvenanceRecord {
@@ -321,16 +370,22 @@ impl Promoter {
             .await?;
         self.emit(ev, OutcomeKind::Rejected, Some(reason.to_string()))
             .await?;
-        b.blobs.delete(&ev.staging_key).await?;
+        self.drop_upload(ev).await?;
         Ok(Outcome::Done)
     }
 
-    /// Quarantines a staged object whose bytes do not match their claim.
-    async fn reject(&self, ev: &ArtifactStaged, reason: &str) -> Result<(), StoreError> {
+    /// Quarantines the bytes that did not match their claim (`evidence`: the
+    /// staged object, or promote's pinned copy of it).
+    async fn reject(
+        &self,
+        ev: &ArtifactStaged,
+        reason: &str,
+        evidence: &str,
+    ) -> Result<(), StoreError> {
         let b = &self.backend;
         warn!(%reason, "rejecting upload: hash mismatch");
         b.blobs
-            .copy(&ev.staging_key, &names::quarantine_key(&ev.upload_id))
+            .copy(evidence, &names::quarantine_key(&ev.upload_id))
             .await?;
         b.index
             .append_audit(&AuditRecord {
@@ -349,7 +404,21 @@ impl Promoter {
             .await?;
         self.emit(ev, OutcomeKind::Rejected, Some(reason.to_string()))
             .await?;
-        b.blobs.delete(&ev.staging_key).await
+        if evidence != ev.staging_key {
+            b.blobs.delete(evidence).await?;
+        }
+        self.drop_upload(ev).await
+    }
+
+    /// Step 8: deletes the staged object, and a pin a crash may have left
+    /// (a redelivery that finds the CAS object goes the dedup way and never
+    /// pins again).
+    async fn drop_upload(&self, ev: &ArtifactStaged) -> Result<(), StoreError> {
+        let blobs = &self.backend.blobs;
+        if blobs.copy_shares_bytes() {
+            blobs.delete(&names::promoting_key(&ev.upload_id)).await?;
+        }
+        blobs.delete(&ev.staging_key).await
     }
 
     async fn emit(
@@ -392,6 +461,23 @@ impl Handler for Promoter {
             Err(e) => Outcome::from_store_error(&e),
         }
     }
+}
+
+/// What step 3 concluded: `Ok` when the bytes were verified (and stored).
+type Verified = Result<(), Mismatch>;
+
+/// Bytes that do not match their claim, and the key holding them.
+#[derive(Debug)]
+struct Mismatch {
+    reason: String,
+    evidence: String,
+}
+
+fn mismatch_reason(ev: &ArtifactStaged, d: &Digested) -> String {
+    format!(
+        "content is {} ({} bytes), claimed {} ({} bytes)",
+        d.hash, d.size, ev.claimed_hash, ev.size_bytes
+    )
 }
 
 /// Step 0: an upload id is a plain token, 1 to 128 of `[A-Za-z0-9._-]`, not

@@ -18,8 +18,8 @@
 //! 4. **Expired records**: invalidated or evicted records past their `ttl`
 //!    attribute are removed from the index.
 //! 5. **Staging**: incomplete uploads are aborted and `staging/` objects
-//!    older than `staging_max_age` (1 day, as the bucket's lifecycle rule)
-//!    deleted.
+//!    (and promote's pins, `quarantine/promoting/`) older than
+//!    `staging_max_age` (1 day, as the bucket's lifecycle rule) deleted.
 //! 6. The gauges ([`crate::metrics::publish_gauges`]).
 //!
 //! Every eviction is audited *before* its state change (write-ahead, id
@@ -111,7 +111,7 @@ use crate::{
 /// Where G2 keeps the bytes of blobs it unlinked until G3 decides:
 /// `quarantine/sweep/{run}/{hex}`. Worker-only, and expired by the
 /// `quarantine/` lifecycle rule.
-pub const PENDING_PREFIX: &str = "quarantine/sweep/";
+pub const PENDING_PREFIX: &str = names::SWEEP_PENDING_PREFIX;
 
 /// The audit `repository` of a deleted blob that no provenance record names.
 pub const UNKNOWN_REPOSITORY: &str = "(unknown)";
@@ -736,10 +736,14 @@ impl Sweep<'_> {
     async fn clean_staging(&self, report: &mut SweepReport) -> Result<(), StoreError> {
         let before = self.now() - chrono_duration(self.cfg.staging_max_age);
         report.uploads_aborted = self.b.blobs.abort_stale_uploads(before).await?;
-        for meta in self.list_all(names::STAGING_PREFIX).await? {
-            if meta.last_modified < before {
-                self.b.blobs.delete(&meta.key).await?;
-                report.staging_deleted += 1;
+        // Uploads never promoted, and promote's pins left by a crash whose
+        // message never came back.
+        for prefix in [names::STAGING_PREFIX, names::PROMOTING_PREFIX] {
+            for meta in self.list_all(prefix).await? {
+                if meta.last_modified < before {
+                    self.b.blobs.delete(&meta.key).await?;
+                    report.staging_deleted += 1;
+                }
             }
         }
         Ok(())

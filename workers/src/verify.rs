@@ -98,8 +98,11 @@ impl<R: AsyncRead + Unpin> AsyncRead for HashingReader<R> {
 
 /// Reads `reader` to the end and returns its digest.
 pub async fn digest(reader: impl AsyncRead + Unpin) -> io::Result<Digested> {
-    let (mut hashing, slot) = HashingReader::new(reader, None);
-    tokio::io::copy(&mut hashing, &mut tokio::io::sink()).await?;
+    let (hashing, slot) = HashingReader::new(reader, None);
+    // Large reads: a file behind `reader` costs one blocking-pool round
+    // trip per read.
+    let mut hashing = tokio::io::BufReader::with_capacity(1 << 20, hashing);
+    tokio::io::copy_buf(&mut hashing, &mut tokio::io::sink()).await?;
     let d = slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
     d.ok_or_else(|| io::Error::other("stream ended without a digest"))
 }

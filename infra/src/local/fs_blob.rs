@@ -157,6 +157,12 @@ async fn rename_into(from: &Path, to: &Path) -> Result<(), StoreError> {
 
 #[async_trait]
 impl BlobStore for FsBlobStore {
+    /// `copy` hard-links (falling back to a byte copy on filesystems
+    /// without links: slower, but the copy still pins the bytes).
+    fn copy_shares_bytes(&self) -> bool {
+        true
+    }
+
     #[tracing::instrument(level = "debug", skip_all, fields(key))]
     async fn put(
         &self,
