@@ -276,17 +276,24 @@ impl BlobStore for FsBlobStore {
         let root = self.root.clone();
         let prefix = prefix.to_string();
         let start_after = start_after.map(str::to_string);
-        let mut keys = tokio::task::spawn_blocking(move || walk_keys(&root, &prefix))
-            .await
-            .map_err(|e| StoreError::backend("listing task", e))??;
-        keys.sort();
-        let mut page = ListPage::default();
-        let mut rest = keys.into_iter().filter(|k| {
-            start_after
-                .as_deref()
-                .is_none_or(|after| k.as_str() > after)
-        });
-        for key in rest.by_ref().take(limit) {
+        // One more than a page tells whether another page follows.
+        let mut keys = tokio::task::spawn_blocking(move || {
+            walk_keys(
+                &root,
+                &prefix,
+                start_after.as_deref(),
+                limit.saturating_add(1),
+            )
+        })
+        .await
+        .map_err(|e| StoreError::backend("listing task", e))??;
+        let more = keys.len() > limit;
+        keys.truncate(limit);
+        let mut page = ListPage {
+            next: more.then(|| keys.last().cloned()).flatten(),
+            ..ListPage::default()
+        };
+        for key in keys {
             let path = self.root.join(&key);
             match self.meta_of(&key, &path).await {
                 Ok(mut meta) => {
@@ -298,12 +305,8 @@ impl BlobStore for FsBlobStore {
                 Err(e) => return Err(e),
             }
         }
-        if rest.next().is_some() {
-            page.next = page.objects.last().map(|m| m.key.clone());
-        }
         Ok(page)
     }
-
     async fn abort_stale_uploads(&self, older_than: DateTime<Utc>) -> Result<u64, StoreError> {
         let dir = self.root.join(TMP_DIR);
         let mut removed = 0;
@@ -331,42 +334,149 @@ impl BlobStore for FsBlobStore {
     }
 }
 
-/// Every object key under `root` starting with `prefix`, unsorted. Starts
-/// the walk at the deepest directory the prefix names.
-fn walk_keys(root: &Path, prefix: &str) -> Result<Vec<String>, StoreError> {
+/// Up to `limit` object keys under `root` that start with `prefix` and sort
+/// after `start_after`, in lexicographic order. Walks directories in key
+/// order, skipping subtrees that sort before `start_after` and stopping once
+/// it has `limit` keys, so paging through a large store costs one pass in
+/// all (not one full walk per page). Starts at the deepest directory the
+/// prefix names.
+fn walk_keys(
+    root: &Path,
+    prefix: &str,
+    start_after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<String>, StoreError> {
     let start_dir = match prefix.rfind('/') {
         Some(i) => &prefix[..=i],
         None => "",
     };
-    let mut keys = Vec::new();
-    let mut stack = vec![root.join(start_dir)];
-    while let Some(dir) = stack.pop() {
+    let mut walk = OrderedWalk {
+        root,
+        prefix,
+        start_after,
+        limit,
+        keys: Vec::new(),
+    };
+    walk.visit(start_dir)?;
+    Ok(walk.keys)
+}
+
+struct OrderedWalk<'a> {
+    root: &'a Path,
+    prefix: &'a str,
+    start_after: Option<&'a str>,
+    limit: usize,
+    keys: Vec<String>,
+}
+
+impl OrderedWalk<'_> {
+    /// Visits the directory whose keys start with `dir_key` (`""` or ending
+    /// in `/`).
+    fn visit(&mut self, dir_key: &str) -> Result<(), StoreError> {
+        let dir = self.root.join(dir_key);
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(StoreError::io(dir.display().to_string(), e)),
         };
+        // A directory `d` holds keys `d/…`: sorting children by `name/` for
+        // directories and `name` for files makes the walk's order the keys'.
+        let mut children = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| StoreError::io(dir.display().to_string(), e))?;
-            let path = entry.path();
-            let Ok(rel) = path.strip_prefix(root) else {
-                continue;
-            };
-            let key = rel.to_string_lossy().replace('\\', "/");
-            if key.starts_with(TMP_DIR) || key.starts_with(META_DIR) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if dir_key.is_empty() && (name == TMP_DIR || name == META_DIR) {
                 continue;
             }
-            let file_type = entry
+            let is_dir = entry
                 .file_type()
-                .map_err(|e| StoreError::io(path.display().to_string(), e))?;
-            if file_type.is_dir() {
-                if prefix.starts_with(&format!("{key}/")) || key.starts_with(prefix) {
-                    stack.push(path);
+                .map_err(|e| StoreError::io(entry.path().display().to_string(), e))?
+                .is_dir();
+            let key = if is_dir {
+                format!("{dir_key}{name}/")
+            } else {
+                format!("{dir_key}{name}")
+            };
+            children.push((key, is_dir));
+        }
+        children.sort_unstable();
+        for (key, is_dir) in children {
+            if self.keys.len() >= self.limit {
+                break;
+            }
+            if is_dir {
+                let under_prefix = key.starts_with(self.prefix) || self.prefix.starts_with(&key);
+                // Every key in the subtree sorts before `start_after`.
+                let all_before = self
+                    .start_after
+                    .is_some_and(|after| after > key.as_str() && !after.starts_with(&key));
+                if under_prefix && !all_before {
+                    self.visit(&key)?;
                 }
-            } else if key.starts_with(prefix) {
-                keys.push(key);
+            } else if key.starts_with(self.prefix)
+                && self.start_after.is_none_or(|after| key.as_str() > after)
+            {
+                self.keys.push(key);
             }
         }
+        Ok(())
     }
-    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_with(keys: &[&str]) -> (tempfile::TempDir, FsBlobStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::new(dir.path()).unwrap();
+        for key in keys {
+            let path = dir.path().join(key);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, key).unwrap();
+        }
+        (dir, store)
+    }
+
+    #[test]
+    fn the_walk_yields_keys_in_byte_order_even_where_a_directory_name_is_a_prefix() {
+        // `a-c` < `a/b` < `a0` bytewise ('-' < '/' < '0'): a naive
+        // directory walk would list `a/b` first.
+        let (dir, _store) = store_with(&["a/b", "a-c", "a0", "a/a/z", "b"]);
+        let all = walk_keys(dir.path(), "", None, 100).unwrap();
+        let mut sorted = all.clone();
+        sorted.sort();
+        assert_eq!(all, sorted);
+        assert_eq!(all, ["a-c", "a/a/z", "a/b", "a0", "b"]);
+    }
+
+    #[tokio::test]
+    async fn paging_visits_every_key_once_in_order() {
+        let keys: Vec<String> = (0..57)
+            .map(|i| format!("artifacts/{:02x}/{i:03}", i % 7))
+            .chain(["artifacts-x".to_string(), "staging/u".to_string()])
+            .collect();
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let (_dir, store) = store_with(&refs);
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = store
+                .list("artifacts/", after.as_deref(), 10)
+                .await
+                .unwrap();
+            assert!(page.objects.len() <= 10);
+            seen.extend(page.objects.iter().map(|m| m.key.clone()));
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        let mut expected: Vec<String> = keys
+            .into_iter()
+            .filter(|k| k.starts_with("artifacts/"))
+            .collect();
+        expected.sort();
+        assert_eq!(seen, expected);
+    }
 }
