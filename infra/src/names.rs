@@ -1,6 +1,8 @@
 //! The names scripts, terraform and tests rely on (DESIGN.md "Configuration
 //! contract" and "Storage layout"). `tests/` compares them with `terraform/`.
 
+use runcache_schemas::TrustLevel;
+
 /// Object key prefixes inside the one bucket.
 pub const STAGING_PREFIX: &str = "staging/";
 pub const ARTIFACTS_PREFIX: &str = "artifacts/";
@@ -42,6 +44,20 @@ pub fn metrics_namespace(stage: &str) -> String {
 /// `staging/{upload_id}`.
 pub fn staging_key(upload_id: &str) -> String {
     format!("{STAGING_PREFIX}{upload_id}")
+}
+/// `staging/{tier}/{upload_id}`: uploads are staged under the trust tier of
+/// the credentials that wrote them. IAM lets a runner role of tier T put
+/// only under `staging/{t}/` for t ≤ T, so promote can read the most trust
+/// an upload may claim from its key (see `staged_tier`).
+pub fn tiered_staging_key(tier: TrustLevel, upload_id: &str) -> String {
+    format!("{STAGING_PREFIX}{}/{upload_id}", tier.as_str())
+}
+/// The tier and upload id of `staging/{tier}/{upload_id}`; `None` for any
+/// other key.
+pub fn staged_tier(key: &str) -> Option<(TrustLevel, &str)> {
+    let (tier, upload_id) = key.strip_prefix(STAGING_PREFIX)?.split_once('/')?;
+    let tier = TrustLevel::ALL.into_iter().find(|t| t.as_str() == tier)?;
+    (!upload_id.is_empty() && !upload_id.contains('/')).then_some((tier, upload_id))
 }
 /// `artifacts/{hex}`: the CAS.
 pub fn artifact_key(hex: &str) -> String {

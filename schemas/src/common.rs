@@ -177,6 +177,28 @@ impl TrustLevel {
         }
     }
 
+    /// Every level, lowest first.
+    pub const ALL: [TrustLevel; 4] = [
+        TrustLevel::Untrusted,
+        TrustLevel::PullRequest,
+        TrustLevel::Branch,
+        TrustLevel::Protected,
+    ];
+
+    /// Whether an upload staged with credentials of this tier may create an
+    /// entry in scope `git_ref`: protected may write any ref; branch any
+    /// ref but the default branch; pull-request and untrusted only pull
+    /// request refs (`refs/pull/…`). With the tier bound to credentials
+    /// (IAM lets a runner write only `staging/{its tier or lower}/`), this
+    /// is what keeps a pull request from writing the default branch's scope.
+    pub fn may_write_ref(self, git_ref: &str, default_branch: &str) -> bool {
+        match self {
+            TrustLevel::Protected => true,
+            TrustLevel::Branch => git_ref != branch_ref(default_branch),
+            TrustLevel::PullRequest | TrustLevel::Untrusted => git_ref.starts_with("refs/pull/"),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             TrustLevel::Untrusted => "untrusted",

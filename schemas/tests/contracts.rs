@@ -176,6 +176,24 @@ fn trust_levels_follow_the_trigger_and_ref() {
 }
 
 #[test]
+fn a_tier_writes_only_the_scopes_it_may() {
+    use TrustLevel::*;
+    let main = "refs/heads/main";
+    assert!(Protected.may_write_ref(main, "main"));
+    assert!(Protected.may_write_ref("refs/pull/7/merge", "main"));
+    assert!(Branch.may_write_ref("refs/heads/feature", "main"));
+    assert!(!Branch.may_write_ref(main, "main"));
+    assert!(!Branch.may_write_ref("refs/heads/trunk", "refs/heads/trunk"));
+    for low in [PullRequest, Untrusted] {
+        assert!(low.may_write_ref("refs/pull/7/merge", "main"));
+        assert!(!low.may_write_ref(main, "main"), "{low:?} may write main");
+        assert!(!low.may_write_ref("refs/heads/feature", "main"));
+        assert!(!low.may_write_ref("refs/tags/v1", "main"));
+    }
+    assert_eq!(TrustLevel::ALL.iter().max(), Some(&Protected));
+}
+
+#[test]
 fn content_hashes_are_validated() {
     assert!("sha256:xyz".parse::<ContentHash>().is_err());
     let h: ContentHash = "AB".repeat(32).parse().unwrap();
