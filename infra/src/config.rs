@@ -14,6 +14,8 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
+use runcache_schemas::TrustLevel;
+
 use crate::names;
 
 /// The file looked for in the working directory when none is named.
@@ -63,10 +65,15 @@ pub struct Config {
     pub ttl_days: u32,
     /// Storage quota per repository, in bytes.
     pub quota_bytes: u64,
+    /// The most trust this runner's credentials carry (`untrusted`,
+    /// `pull-request`, `branch`, `protected`): `save` stages under
+    /// `staging/{min(trust of the job, max_trust)}/`, the prefix IAM lets
+    /// the runner's role write. Set it to the runner fleet's tier.
+    pub max_trust: TrustLevel,
 }
 
 /// The keys, in display order.
-const KEYS: [&str; 15] = [
+const KEYS: [&str; 16] = [
     "backend",
     "home",
     "stage",
@@ -82,6 +89,7 @@ const KEYS: [&str; 15] = [
     "default_branch",
     "ttl_days",
     "quota_bytes",
+    "max_trust",
 ];
 
 impl Default for Config {
@@ -102,6 +110,7 @@ impl Default for Config {
             default_branch: "main".into(),
             ttl_days: 90,
             quota_bytes: 10_000_000_000,
+            max_trust: TrustLevel::Protected,
         }
     }
 }
@@ -253,7 +262,8 @@ impl LoadedConfig {
                     "zstd_level" => c.zstd_level.to_string(),
                     "default_branch" => c.default_branch.clone(),
                     "ttl_days" => c.ttl_days.to_string(),
-                    _ => c.quota_bytes.to_string(),
+                    "quota_bytes" => c.quota_bytes.to_string(),
+                    _ => c.max_trust.as_str().to_string(),
                 };
                 Setting {
                     key,

@@ -1,9 +1,12 @@
 //! `runcache save`: one streaming pass tar → zstd → SHA-256 → upload to
-//! `staging/{upload-id}`, then `artifact.staged` on the staged queue. The
+//! `staging/{tier}/{upload-id}`, then `artifact.staged` on the staged
+//! queue. The tier is the job's trust capped by the runner's `max_trust`
+//! (what its credentials may write); a tier that may not write the job's
+//! scope (e.g. `pull_request_target` on the default branch) saves nothing. The
 //! workers verify and promote; on the local backend that happens here,
 //! in-process, so a restore right after works.
 
-use std::{path::PathBuf, sync::Arc, time::Instant};
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Instant};
 
 use chrono::Utc;
 use runcache_archive::{ArchiveError, ArchiveOptions, COMPRESSION};
@@ -79,6 +82,12 @@ pub enum SaveError {
     Store(#[from] StoreError),
     #[error("the archiver stopped unexpectedly: {0}")]
     Task(String),
+    #[error(
+        "not saving: {tier} uploads may not create entries in {git_ref} \
+         (only pushes to the default branch or a tag may; a pull request writes its own refs/pull/… scope). \
+         If this runner's credentials carry more trust, set RUNCACHE_MAX_TRUST accordingly"
+    )]
+    ScopeNotWritable { tier: String, git_ref: String },
 }
 
 #[instrument(skip_all, fields(key = %req.key, scope = %ctx.scope))]
@@ -89,6 +98,13 @@ pub async fn save(
     req: &SaveRequest,
 ) -> Result<SaveReport, SaveError> {
     validate_key(&req.key)?;
+    let tier = ctx.trust.min(config.max_trust);
+    if !tier.may_write_ref(&ctx.scope.git_ref, &ctx.default_branch) {
+        return Err(SaveError::ScopeNotWritable {
+            tier: tier.as_str().to_string(),
+            git_ref: ctx.scope.git_ref.clone(),
+        });
+    }
     let started = Instant::now();
     let version = runcache_archive::cache_version(&req.paths);
     if let Some(existing) = backend.index.get(&ctx.scope, &version, &req.key).await? {
@@ -102,7 +118,11 @@ pub async fn save(
     }
 
     let upload_id = uuid::Uuid::now_v7().to_string();
-    let staging_key = names::staging_key(&upload_id);
+    let staging_key = names::staging_key(tier, &upload_id);
+    let claim = BTreeMap::from([(
+        names::STAGING_CLAIM_META.to_string(),
+        names::staging_claim(&ctx.scope, &version, &req.key),
+    )]);
     let (writer, reader) = crate::pipe::pipe();
     let (paths, workspace) = (req.paths.clone(), ctx.workspace.clone());
     let opts = ArchiveOptions {
@@ -141,11 +161,7 @@ pub async fn save(
     let bar = crate::progress::bar("uploading", total, req.progress);
     let upload = backend
         .blobs
-        .put(
-            &staging_key,
-            crate::progress::track(reader, &bar),
-            Default::default(),
-        )
+        .put(&staging_key, crate::progress::track(reader, &bar), claim)
         .await;
     bar.finish_and_clear();
     let summary = archiver
@@ -161,6 +177,7 @@ pub async fn save(
     }
 
     let mut provenance = ctx.provenance();
+    provenance.trust = tier;
     record_build_inputs(&ctx.workspace, &mut provenance).await;
     let marker = crate::restore::JobMarker::load();
     let build_started = req
@@ -233,7 +250,7 @@ async fn record_build_inputs(
 /// promote code over the staged queue now.
 async fn promote_in_process(config: &Config, backend: &Backend) {
     let promoter =
-        runcache_worker::promote::promoter(backend, "runcache-save (in-process)", config.ttl_days);
+        runcache_worker::promote::promoter(backend, "runcache-save (in-process)", config);
     runcache_worker::drain(
         backend.staged.clone(),
         promoter as Arc<_>,

@@ -36,6 +36,11 @@ impl Sandbox {
 
     /// Runs `runcache` in the workspace with a clean, GitHub-like env.
     fn run(&self, args: &[&str], git_ref: &str) -> Output {
+        self.run_env(args, git_ref, &[])
+    }
+
+    /// [`Sandbox::run`] with `extra` variables set on top.
+    fn run_env(&self, args: &[&str], git_ref: &str, extra: &[(&str, &str)]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_runcache"))
             .args(args)
             .current_dir(self.ws())
@@ -47,6 +52,7 @@ impl Sandbox {
             .env("GITHUB_REF", git_ref)
             .env("GITHUB_EVENT_NAME", "push")
             .env("GITHUB_OUTPUT", self.output_file())
+            .envs(extra.iter().copied())
             .output()
             .unwrap()
     }
@@ -163,6 +169,43 @@ fn save_twice_is_reported_and_a_sibling_branch_never_sees_it() {
         "refs/heads/feature-a",
     ));
     assert!(same.contains("cache-hit=true"), "{same}");
+}
+
+#[test]
+fn a_job_whose_tier_may_not_write_its_scope_saves_nothing_and_says_why() {
+    let s = Sandbox::new();
+    fs::create_dir_all(s.ws().join("dist")).unwrap();
+    fs::write(s.ws().join("dist/app.js"), b"console.log(1)").unwrap();
+    let save = ["save", "--key", "build-1", "--path", "dist"];
+    let lookup = [
+        "restore",
+        "--key",
+        "build-1",
+        "--path",
+        "dist",
+        "--lookup-only",
+    ];
+    // pull_request_target runs a pull request's inputs in the base
+    // branch's context: it must not write the default branch's cache.
+    let out = s.run_env(&save, MAIN, &[("GITHUB_EVENT_NAME", "pull_request_target")]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("not saving") && err.contains("refs/heads/main"),
+        "{err}"
+    );
+    // A runner whose credentials are capped below protected neither.
+    let out = s.run_env(&save, MAIN, &[("RUNCACHE_MAX_TRUST", "branch")]);
+    assert!(
+        stderr(&out).contains("RUNCACHE_MAX_TRUST"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(ok(&s.run(&lookup, MAIN)).contains("cache-hit=\n"));
+    // The same cap still saves a feature branch's own cache.
+    let feature = "refs/heads/feature";
+    ok(&s.run_env(&save, feature, &[("RUNCACHE_MAX_TRUST", "branch")]));
+    assert!(ok(&s.run(&lookup, feature)).contains("cache-hit=true"));
 }
 
 /// `tar --posix -cf - -C dir what | zstd`, as actions/cache does.

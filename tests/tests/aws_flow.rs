@@ -59,14 +59,14 @@ async fn save_promote_restore_through_s3_sqs_and_dynamodb() {
     assert!(!promoted, "on AWS the workers promote, not the runner");
     assert!(backend
         .blobs
-        .head(&names::staging_key(&upload_id))
+        .head(&names::staging_key(TrustLevel::Protected, &upload_id))
         .await
         .unwrap()
         .is_some());
 
     let report = drain(
         backend.staged.clone(),
-        promoter(&backend, "e2e-worker", config.ttl_days),
+        promoter(&backend, "e2e-worker", &config),
         ConsumerConfig::default(),
     )
     .await;
@@ -84,7 +84,7 @@ async fn save_promote_restore_through_s3_sqs_and_dynamodb() {
     assert!(
         backend
             .blobs
-            .head(&names::staging_key(&upload_id))
+            .head(&names::staging_key(TrustLevel::Protected, &upload_id))
             .await
             .unwrap()
             .is_none(),

@@ -4,8 +4,17 @@
 //!
 //! Steps, each safe to repeat and to crash after (a redelivery resumes):
 //! 0. The upload id must be a plain token (letters, digits, `.`, `_`, `-`):
-//!    it names `staging/{id}` and `quarantine/{id}`, and must never reach
-//!    into a sub-prefix such as the sweep's pending deletions.
+//!    it names `staging/{tier}/{id}` and `quarantine/{id}`, and must never
+//!    reach into a sub-prefix such as the sweep's pending deletions.
+//!    The claim must be one the upload's tier may make: IAM lets a runner
+//!    write only `staging/{t}/` for the tiers t its credentials carry, so
+//!    the key's tier bounds the trust the event may claim and the scopes it
+//!    may write (`TrustLevel::may_write_ref`: a pull request never writes
+//!    the default branch's scope); and the staged object's `runcache-claim`
+//!    metadata, written with the bytes, must name the event's scope, version
+//!    and key, so an event cannot re-label another runner's upload. A claim
+//!    that fails either check is refused: audited, counted as `rejected`,
+//!    the upload deleted, never indexed.
 //! 1. If a live entry with this identity exists: if it is this upload's,
 //!    an earlier run got past step 5: finish steps 6–8; otherwise the key is
 //!    taken (keys are immutable): drop the upload.
@@ -36,10 +45,12 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use runcache_infra::{names, Backend, InsertOutcome, ReceivedMessage, StateChange, StoreError};
+use runcache_infra::{
+    names, Backend, Config, InsertOutcome, ReceivedMessage, StateChange, StoreError,
+};
 use runcache_schemas::{
     ArtifactStaged, AuditAction, AuditRecord, Contract, EntryState, Event, IndexEntry, OutcomeKind,
-    ProvenanceRecord, WorkerOutcome,
+    ProvenanceRecord, TrustLevel, WorkerOutcome,
 };
 use tracing::{info, instrument, warn};
 
@@ -56,6 +67,8 @@ pub struct Promoter {
     worker_id: String,
     /// Entries live this long after their last access (the `ttl` field).
     ttl: Duration,
+    /// Only protected-tier uploads may write this branch's scope.
+    default_branch: String,
 }
 
 impl Promoter {
@@ -64,7 +77,14 @@ impl Promoter {
             backend,
             worker_id: worker_id.into(),
             ttl,
+            default_branch: "main".into(),
         }
+    }
+
+    /// The repository's default branch (`main` unless told).
+    pub fn with_default_branch(mut self, branch: impl Into<String>) -> Self {
+        self.default_branch = branch.into();
+        self
     }
 
     #[instrument(skip_all, fields(upload_id = %ev.upload_id, content_hash = %ev.claimed_hash, key = %ev.cache_key))]
@@ -72,6 +92,19 @@ impl Promoter {
         let b = &self.backend;
         if let Err(reason) = validate_upload_id(&ev.upload_id) {
             return Ok(Outcome::Reject { reason });
+        }
+        let Some((tier, _)) =
+            names::staged_tier(&ev.staging_key).filter(|(_, id)| *id == ev.upload_id)
+        else {
+            return Ok(Outcome::Reject {
+                reason: format!(
+                    "staging key {} is not staging/{{tier}}/{}",
+                    ev.staging_key, ev.upload_id
+                ),
+            });
+        };
+        if let Err(reason) = self.check_tier(ev, tier) {
+            return self.refuse_claim(ev, &reason).await;
         }
         let scope = ev.scope.clone();
         if let Some(existing) = b
@@ -113,10 +146,15 @@ impl Promoter {
                 ),
             });
         };
-        if ev.staging_key != names::staging_key(&ev.upload_id) {
-            return Ok(Outcome::Reject {
-                reason: format!("staging key {} does not match upload id", ev.staging_key),
-            });
+        let claim = names::staging_claim(&scope, &ev.cache_version, &ev.cache_key);
+        if staged.metadata.get(names::STAGING_CLAIM_META) != Some(&claim) {
+            return self
+                .refuse_claim(
+                    ev,
+                    "the staged object was not uploaded for this scope, version and key \
+                     (its runcache-claim metadata differs)",
+                )
+                .await;
         }
 
         let cas_key = names::artifact_key(ev.claimed_hash.hex());
@@ -185,6 +223,52 @@ impl Promoter {
                 info!("a concurrent save took the key first; keeping it (keys are immutable)");
             }
         }
+        self.drop_upload(ev).await?;
+        Ok(Outcome::Done)
+    }
+
+    /// Step 0: what an upload staged under `tier` may claim.
+    fn check_tier(&self, ev: &ArtifactStaged, tier: TrustLevel) -> Result<(), String> {
+        let claimed = ev.provenance.trust;
+        if claimed > tier {
+            return Err(format!(
+                "claims trust {} but was staged under the {} tier",
+                claimed.as_str(),
+                tier.as_str()
+            ));
+        }
+        if !tier.may_write_ref(&ev.scope.git_ref, &self.default_branch) {
+            return Err(format!(
+                "a {}-tier upload may not create entries in {}",
+                tier.as_str(),
+                ev.scope.git_ref
+            ));
+        }
+        Ok(())
+    }
+
+    /// A claim the upload may not make: audit it, count it as rejected,
+    /// drop the upload. Each step is idempotent.
+    async fn refuse_claim(&self, ev: &ArtifactStaged, reason: &str) -> Result<Outcome, StoreError> {
+        let b = &self.backend;
+        warn!(%reason, scope = %ev.scope, "refusing an upload's claim");
+        b.index
+            .append_audit(&AuditRecord {
+                audit_id: format!("refused-{}", ev.upload_id),
+                action: AuditAction::Rejected,
+                repository: ev.scope.repository.clone(),
+                git_ref: Some(ev.scope.git_ref.clone()),
+                cache_key: Some(ev.cache_key.clone()),
+                cache_version: Some(ev.cache_version.clone()),
+                content_hash: Some(ev.claimed_hash.clone()),
+                reason: reason.to_string(),
+                rule: "claim".into(),
+                actor: self.worker_id.clone(),
+                at: b.clock.now(),
+            })
+            .await?;
+        self.emit(ev, OutcomeKind::Rejected, Some(reason.to_string()))
+            .await?;
         self.drop_upload(ev).await?;
         Ok(Outcome::Done)
     }
@@ -499,11 +583,14 @@ pub fn validate_upload_id(id: &str) -> Result<(), String> {
     }
 }
 
-/// Convenience for callers that hold an `Arc<Backend>`.
-pub fn promoter(backend: &Backend, worker_id: &str, ttl_days: u32) -> Arc<Promoter> {
-    Arc::new(Promoter::new(
-        backend.clone(),
-        worker_id,
-        Duration::from_secs(u64::from(ttl_days) * 86_400),
-    ))
+/// A promoter with `config`'s TTL and default branch.
+pub fn promoter(backend: &Backend, worker_id: &str, config: &Config) -> Arc<Promoter> {
+    Arc::new(
+        Promoter::new(
+            backend.clone(),
+            worker_id,
+            Duration::from_secs(u64::from(config.ttl_days) * 86_400),
+        )
+        .with_default_branch(config.default_branch.clone()),
+    )
 }

@@ -91,11 +91,10 @@ pub async fn serve(
 ) -> ServiceReport {
     let promoter: Arc<dyn Handler> = counted(
         &backend,
-        Arc::new(Promoter::new(
-            backend.clone(),
-            opts.worker_id.clone(),
-            opts.ttl,
-        )),
+        Arc::new(
+            Promoter::new(backend.clone(), opts.worker_id.clone(), opts.ttl)
+                .with_default_branch(opts.sweep.default_branch.clone()),
+        ),
     );
     let metrics: Arc<dyn Handler> =
         counted(&backend, Arc::new(MetricsHandler::new(backend.clone())));
