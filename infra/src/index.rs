@@ -14,6 +14,17 @@
 //! - `set_state` moves a live entry to another state and reports whether it
 //!   did; it never revives an entry.
 //! - `append_audit` is idempotent on `audit_id`.
+//! - `by_key` returns every entry with exactly that key in any ref, version
+//!   and state of the repository, newest `created_at` first (on DynamoDB
+//!   through the repository index: eventually consistent, and the caller
+//!   needs Query on the table's indexes).
+//! - `list_prefix` returns entries of one scope and version in **any**
+//!   state whose key starts with the prefix, in ascending key order, at most
+//!   `limit` of them.
+//!
+//! `by_key` and `list_prefix` serve `runcache explain`, which reports what a
+//! restore passed over, so unlike `find_prefix` they include entries that
+//! are not live.
 
 use std::fmt::Debug;
 
@@ -86,6 +97,49 @@ pub trait CacheIndex: Send + Sync + Debug {
 
     /// Every entry (any state) with this lockfile hash.
     async fn by_lockfile(&self, lockfile_hash: &str) -> Result<Vec<IndexEntry>, StoreError>;
+
+    /// Every entry (any ref, version or state) of a repository with exactly
+    /// this key, newest first: "the key exists, but not where you looked".
+    ///
+    /// The default filters [`CacheIndex::by_repository`]; adapters answer it
+    /// with a narrower query.
+    async fn by_key(&self, repository: &str, key: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        let mut entries = self.by_repository(repository, None).await?;
+        entries.retain(|e| e.cache_key == key);
+        Ok(entries)
+    }
+
+    /// Up to `limit` entries (any state) of one scope and version whose key
+    /// starts with `prefix`, in key order: the neighbours of a missed key.
+    ///
+    /// The default filters a full [`CacheIndex::scan`]; adapters answer it
+    /// with one query on the scope.
+    async fn list_prefix(
+        &self,
+        scope: &Scope,
+        version: &str,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<IndexEntry>, StoreError> {
+        let mut found = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self.scan(cursor.as_deref(), 1000).await?;
+            found.extend(page.entries.into_iter().filter(|e| {
+                e.repository == scope.repository
+                    && e.git_ref == scope.git_ref
+                    && e.cache_version == version
+                    && e.cache_key.starts_with(prefix)
+            }));
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        found.sort_by(|a, b| a.cache_key.cmp(&b.cache_key));
+        found.truncate(limit);
+        Ok(found)
+    }
 
     async fn set_state(
         &self,

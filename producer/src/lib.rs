@@ -4,6 +4,9 @@
 //!   Actions environment or flags.
 //! - [`save`]: archive → hash → upload to staging → `artifact.staged`.
 //! - [`restore`]: index search → verified download → safe extraction.
+//! - [`explain`]: why a restore missed: the same search, step by step, and
+//!   what lies around the key (other versions and scopes, invalidations,
+//!   evictions, staged or rejected saves, the closest keys).
 //! - [`pipe`]: bridges between the sync archive code and async ports.
 //! - [`outputs`]: `cache-hit` & co. to `$GITHUB_OUTPUT` and stdout.
 //!
@@ -15,6 +18,7 @@
 pub mod admin;
 pub mod context;
 pub mod derive;
+pub mod explain;
 pub mod get;
 pub mod keys;
 pub mod outputs;

@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use runcache::{
     context::{RunContext, ScopeArgs},
+    explain::{explain, ExplainRequest},
     get::{get, GetOutput, GetTarget},
     outputs::write_github_output,
     restore::{restore, RestoreRequest},
@@ -44,6 +45,18 @@ enum Command {
     Save(SaveArgs),
     /// Restore paths from the best matching entry: exact key, then prefixes.
     Restore(RestoreArgs),
+    /// Explain why a restore misses (or what it matches): walks restore's
+    /// search step by step and reports the key under other paths or
+    /// compression, in scopes this run cannot read, invalidated, evicted,
+    /// still staged or rejected, and the closest keys that do exist.
+    ///
+    /// Read-only: it changes nothing and records no access. Give it the
+    /// restore's own arguments.
+    #[command(after_help = "Examples:\n  \
+        runcache explain --key deps-abc --restore-key deps- --path node_modules\n  \
+        runcache explain --key deps-abc --path node_modules --ref refs/heads/feature-x --json\n\n\
+        After any miss: `runcache restore --explain …` or RUNCACHE_EXPLAIN=1 prints the short form.")]
+    Explain(ExplainArgs),
     /// Fetch a stored build output by key or content hash, verified, into a
     /// directory or as the raw archive, and show its provenance.
     Get(GetArgs),
@@ -194,6 +207,33 @@ struct RestoreArgs {
     /// Print the outputs as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// After a miss, explain it on stderr (the short form of `runcache
+    /// explain`): the key under other paths, in other scopes, invalidated,
+    /// evicted, staged or rejected, and the closest keys.
+    #[arg(long, env = "RUNCACHE_EXPLAIN", value_parser = clap::builder::FalseyValueParser::new())]
+    explain: bool,
+    #[command(flatten)]
+    scope: ScopeArgs,
+}
+
+#[derive(Debug, Args)]
+struct ExplainArgs {
+    /// The primary key the restore asked for.
+    #[arg(long)]
+    key: String,
+    /// The restore keys it gave, in order; repeat.
+    #[arg(long = "restore-key")]
+    restore_keys: Vec<String>,
+    /// Its path patterns, exactly as given to restore (they make the version).
+    #[arg(long = "path", required = true)]
+    paths: Vec<String>,
+    /// The minimum trust it demanded: untrusted, pull-request, branch or
+    /// protected.
+    #[arg(long, default_value = "untrusted")]
+    trust: TrustLevel,
+    /// Print the whole explanation as JSON (schema `runcache.explain`).
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     scope: ScopeArgs,
 }
@@ -312,6 +352,25 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Admin(AdminCommand::Bootstrap) => bootstrap(&config).await,
         Command::Admin(cmd) => admin_command(&config, cmd).await,
         Command::Restore(args) => restore_command(&config, args, cli.quiet).await,
+        Command::Explain(args) => {
+            let ctx = args.scope.resolve(&config.default_branch)?;
+            let backend = open(&config).await?;
+            let req = ExplainRequest {
+                key: args.key,
+                restore_keys: args.restore_keys,
+                paths: args.paths,
+                min_trust: args.trust,
+            };
+            let explanation = explain(&backend, &ctx, &req)
+                .await
+                .context("explain failed")?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&explanation)?);
+            } else {
+                print!("{}", explanation.render_long());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Get(args) => {
             let ctx = args.scope.resolve(&config.default_branch)?;
             let backend = open(&config).await?;
@@ -373,11 +432,14 @@ async fn restore_command(config: &Config, args: RestoreArgs, quiet: bool) -> Res
         },
         progress: !quiet,
     };
-    let result = match open(config).await {
-        Ok(backend) => restore(&backend, &ctx, &req)
-            .await
-            .map_err(anyhow::Error::from),
-        Err(e) => Err(e),
+    let (backend, result) = match open(config).await {
+        Ok(backend) => {
+            let result = restore(&backend, &ctx, &req)
+                .await
+                .map_err(anyhow::Error::from);
+            (Some(backend), result)
+        }
+        Err(e) => (None, Err(e)),
     };
     let report = match result {
         Ok(report) => report,
@@ -413,6 +475,22 @@ async fn restore_command(config: &Config, args: RestoreArgs, quiet: bool) -> Res
                 report.entries,
                 human(report.bytes),
                 report.duration_ms as f64 / 1000.0
+            ),
+        }
+    }
+    if let (HitKind::Miss, true, Some(backend)) = (report.hit_kind, args.explain, &backend) {
+        let req = ExplainRequest {
+            key: args.key.clone(),
+            restore_keys: args.restore_keys.clone(),
+            paths: args.paths.clone(),
+            min_trust: args.trust,
+        };
+        // Best effort, like the restore itself: never fails the step.
+        match explain(backend, &ctx, &req).await {
+            Ok(explanation) => eprint!("{}", explanation.render_short()),
+            Err(e) => eprintln!(
+                "runcache: warning: could not explain the miss: {}",
+                runcache_infra::describe(&e)
             ),
         }
     }

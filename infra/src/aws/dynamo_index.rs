@@ -539,6 +539,76 @@ impl CacheIndex for DynamoCacheIndex {
         Ok(entries)
     }
 
+    /// One GSI Query by repository, filtered to the key: reads (and pays
+    /// for) every entry of the repository, which is fine for a diagnostic.
+    #[tracing::instrument(skip_all, fields(table = %self.table, repository = %repository, key = %key))]
+    async fn by_key(&self, repository: &str, key: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        if repository.is_empty() || key.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut entries = self
+            .query_all(
+                Some(REPOSITORY_TOOLCHAIN_INDEX),
+                "#repo = :repo",
+                &[("#repo", REPOSITORY), ("#key", CACHE_KEY)],
+                vec![(":repo", s(repository)), (":key", s(key))],
+                Some("#key = :key"),
+            )
+            .await?;
+        newest_first(&mut entries);
+        Ok(entries)
+    }
+
+    /// One Query on the scope's partition, in sort-key (= key) order, with
+    /// `Limit` (every item of an entry partition is an entry, so `Limit`
+    /// counts entries).
+    #[tracing::instrument(skip_all, fields(table = %self.table, prefix = %prefix, limit = limit))]
+    async fn list_prefix(
+        &self,
+        scope: &Scope,
+        version: &str,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<IndexEntry>, StoreError> {
+        let pk = partition_key(&scope.repository, &scope.git_ref, version);
+        let mut entries = Vec::new();
+        let mut start: Option<Item> = None;
+        while entries.len() < limit {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .expression_attribute_names("#pk", PARTITION_KEY)
+                .expression_attribute_values(":pk", s(&pk))
+                .limit((limit - entries.len()).clamp(1, 1000) as i32)
+                .set_exclusive_start_key(start.take())
+                .consistent_read(true);
+            // begins_with is literal; DynamoDB refuses an empty value.
+            q = if prefix.is_empty() {
+                q.key_condition_expression("#pk = :pk")
+            } else {
+                q.key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                    .expression_attribute_names("#sk", SORT_KEY)
+                    .expression_attribute_values(":prefix", s(prefix))
+            };
+            let page = q
+                .send()
+                .await
+                .map_err(|e| self.error("dynamodb:Query", e))?;
+            for item in page.items() {
+                if get_s(item, KIND) == Some(KIND_ENTRY) {
+                    entries.push(entry_of(item)?);
+                }
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        entries.truncate(limit);
+        Ok(entries)
+    }
+
     #[tracing::instrument(skip_all, fields(table = %self.table, key = %key, state = change.state.as_str()))]
     async fn set_state(
         &self,

@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS entries (
 );
 CREATE INDEX IF NOT EXISTS entries_repository_toolchain ON entries (repository, toolchain);
 CREATE INDEX IF NOT EXISTS entries_lockfile ON entries (lockfile_hash);
+CREATE INDEX IF NOT EXISTS entries_repository_key ON entries (repository, cache_key);
 CREATE TABLE IF NOT EXISTS audit (
     audit_id   TEXT PRIMARY KEY,
     repository TEXT NOT NULL,
@@ -252,6 +253,44 @@ impl CacheIndex for SqliteCacheIndex {
                     conn,
                     "SELECT doc FROM entries WHERE lockfile_hash = ?1 ORDER BY created_at DESC",
                     params![hash],
+                )
+            })
+            .await
+    }
+
+    async fn by_key(&self, repository: &str, key: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        let (repository, key) = (repository.to_string(), key.to_string());
+        self.db
+            .call(move |conn| {
+                docs(
+                    conn,
+                    "SELECT doc FROM entries WHERE repository = ?1 AND cache_key = ?2
+                     ORDER BY created_at DESC, git_ref, cache_version",
+                    params![repository, key],
+                )
+            })
+            .await
+    }
+
+    async fn list_prefix(
+        &self,
+        scope: &Scope,
+        version: &str,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<IndexEntry>, StoreError> {
+        let id = Id::new(scope, version, prefix);
+        let limit = limit.min(i64::MAX as usize) as i64;
+        self.db
+            .call(move |conn| {
+                // substr, not LIKE: keys may contain `%` and `_`.
+                docs(
+                    conn,
+                    "SELECT doc FROM entries
+                     WHERE repository = ?1 AND git_ref = ?2 AND cache_version = ?3
+                       AND substr(cache_key, 1, length(?4)) = ?4
+                     ORDER BY cache_key LIMIT ?5",
+                    params![id.repository, id.git_ref, id.version, id.key, limit],
                 )
             })
             .await

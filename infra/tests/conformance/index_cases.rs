@@ -582,3 +582,114 @@ pub async fn scan_returns_entries_not_audit_records(fx: &Fixture) {
     assert_eq!(seen, ["k0", "k1", "k2", "k3", "k4"]);
     assert_eq!(fx.index.audit_log(REPO, 10).await.unwrap().len(), 5);
 }
+
+/// `by_key` (for `runcache explain`): the key in every ref, version and
+/// state of one repository, newest first, and nothing else.
+pub async fn by_key_finds_the_key_in_every_ref_version_and_state(fx: &Fixture) {
+    let main = main_scope();
+    let sibling = main.branch("feature-b");
+    let pr = Scope::new(REPO, "refs/pull/8/merge");
+    put(&*fx.index, &entry(&main, V1, "deps-x", 1)).await;
+    put(&*fx.index, &entry(&main, V2, "deps-x", 2)).await;
+    put(&*fx.index, &entry(&sibling, V1, "deps-x", 3)).await;
+    put(&*fx.index, &entry(&pr, V1, "deps-x", 4)).await;
+    assert!(fx
+        .index
+        .set_state(&main, V1, "deps-x", &invalidation())
+        .await
+        .unwrap());
+    // Not the key: a longer key, a prefix of it, another repository.
+    put(&*fx.index, &entry(&main, V1, "deps-x-longer", 5)).await;
+    put(&*fx.index, &entry(&main, V1, "deps-", 6)).await;
+    put(
+        &*fx.index,
+        &entry(
+            &Scope::new("acme/other", "refs/heads/main"),
+            V1,
+            "deps-x",
+            7,
+        ),
+    )
+    .await;
+    let found: Vec<_> = fx
+        .index
+        .by_key(REPO, "deps-x")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.git_ref, e.cache_version, e.state))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "refs/pull/8/merge".to_string(),
+                V1.to_string(),
+                EntryState::Live
+            ),
+            ("refs/heads/feature-b".into(), V1.into(), EntryState::Live),
+            ("refs/heads/main".into(), V2.into(), EntryState::Live),
+            ("refs/heads/main".into(), V1.into(), EntryState::Invalidated),
+        ]
+    );
+    assert!(fx.index.by_key(REPO, "nope").await.unwrap().is_empty());
+}
+
+/// `list_prefix` (for `runcache explain`): one scope and version, any
+/// state, key order, bounded, prefixes taken literally.
+pub async fn list_prefix_includes_entries_that_are_not_live(fx: &Fixture) {
+    let s = main_scope();
+    for (key, created) in [
+        ("deps-c", 1),
+        ("deps-a", 2),
+        ("deps-b", 3),
+        ("deps%_", 4),
+        ("other", 5),
+    ] {
+        put(&*fx.index, &entry(&s, V1, key, created)).await;
+    }
+    put(&*fx.index, &entry(&s, V2, "deps-0", 6)).await;
+    put(&*fx.index, &entry(&s.branch("feature"), V1, "deps-0", 7)).await;
+    assert!(fx
+        .index
+        .set_state(&s, V1, "deps-b", &invalidation())
+        .await
+        .unwrap());
+    let keys = |entries: Vec<IndexEntry>| -> Vec<(String, EntryState)> {
+        entries
+            .into_iter()
+            .map(|e| (e.cache_key, e.state))
+            .collect()
+    };
+    assert_eq!(
+        keys(fx.index.list_prefix(&s, V1, "deps-", 10).await.unwrap()),
+        [
+            ("deps-a".to_string(), EntryState::Live),
+            ("deps-b".into(), EntryState::Invalidated),
+            ("deps-c".into(), EntryState::Live),
+        ]
+    );
+    assert_eq!(
+        keys(fx.index.list_prefix(&s, V1, "deps-", 2).await.unwrap()),
+        [
+            ("deps-a".to_string(), EntryState::Live),
+            ("deps-b".into(), EntryState::Invalidated),
+        ]
+    );
+    assert_eq!(
+        keys(fx.index.list_prefix(&s, V1, "deps%", 10).await.unwrap()),
+        [("deps%_".to_string(), EntryState::Live)],
+        "wildcards are literal"
+    );
+    assert_eq!(
+        fx.index.list_prefix(&s, V1, "", 100).await.unwrap().len(),
+        5,
+        "an empty prefix lists the scope's version"
+    );
+    assert!(fx
+        .index
+        .list_prefix(&s, V1, "zzz", 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
