@@ -75,9 +75,15 @@ pub mod staging_labels {
     pub const CACHE_VERSION: &str = "runcache-cache-version";
 }
 
-/// The labels of a staging object holding a save of `key` to `scope`.
+/// The metadata of a staging object holding a save of `key` to `scope`:
+/// the labels above, and the `runcache-claim` promote checks
+/// ([`names::staging_claim`]).
 pub fn staging_metadata(key: &str, scope: &Scope, version: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
+        (
+            names::STAGING_CLAIM_META.to_string(),
+            names::staging_claim(scope, version, key),
+        ),
         (staging_labels::KEY_SHA256.to_string(), key_sha256(key)),
         (
             staging_labels::REPOSITORY.to_string(),
@@ -92,6 +98,11 @@ pub fn staging_metadata(key: &str, scope: &Scope, version: &str) -> BTreeMap<Str
             version.to_string(),
         ),
     ])
+}
+
+/// The upload id in `staging/{tier}/{id}` (the key itself if it is not one).
+fn upload_id_of(key: &str) -> &str {
+    names::staged_tier(key).map_or(key, |(_, id)| id)
 }
 
 fn key_sha256(key: &str) -> String {
@@ -893,7 +904,8 @@ impl Look<'_> {
                 _ => break,
             }
         }
-        // Upload ids are UUIDv7: key order is upload order; newest last.
+        // Upload ids are UUIDv7: their order is upload order; newest last.
+        keys.sort_by(|a, b| upload_id_of(a).cmp(upload_id_of(b)));
         let newest = keys.len().saturating_sub(STAGING_INSPECTED);
         let wanted = key_sha256(&self.req.key);
         let mut unlabelled = 0;
@@ -921,10 +933,7 @@ impl Look<'_> {
             }
             self.findings.push(Finding::Staged {
                 git_ref,
-                upload_id: key
-                    .strip_prefix(names::STAGING_PREFIX)
-                    .unwrap_or(key)
-                    .to_string(),
+                upload_id: upload_id_of(key).to_string(),
                 staged_at: meta.last_modified,
                 age_seconds: self.age(meta.last_modified),
                 same_version: label(staging_labels::CACHE_VERSION).as_deref() == Some(self.version),

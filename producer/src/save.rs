@@ -6,7 +6,7 @@
 //! workers verify and promote; on the local backend that happens here,
 //! in-process, so a restore right after works.
 
-use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Instant};
+use std::{path::PathBuf, sync::Arc, time::Instant};
 
 use chrono::Utc;
 use runcache_archive::{ArchiveError, ArchiveOptions, COMPRESSION};
@@ -119,10 +119,8 @@ pub async fn save(
 
     let upload_id = uuid::Uuid::now_v7().to_string();
     let staging_key = names::staging_key(tier, &upload_id);
-    let claim = BTreeMap::from([(
-        names::STAGING_CLAIM_META.to_string(),
-        names::staging_claim(&ctx.scope, &version, &req.key),
-    )]);
+    // The claim promote checks, and labels for `explain`.
+    let metadata = crate::explain::staging_metadata(&req.key, &ctx.scope, &version);
     let (writer, reader) = crate::pipe::pipe();
     let (paths, workspace) = (req.paths.clone(), ctx.workspace.clone());
     let opts = ArchiveOptions {
@@ -161,7 +159,7 @@ pub async fn save(
     let bar = crate::progress::bar("uploading", total, req.progress);
     let upload = backend
         .blobs
-        .put(&staging_key, crate::progress::track(reader, &bar), claim)
+        .put(&staging_key, crate::progress::track(reader, &bar), metadata)
         .await;
     bar.finish_and_clear();
     let summary = archiver

@@ -152,7 +152,7 @@ fn staged_event(upload_id: &str, key: &str, claimed: ContentHash, size: u64) -> 
     let paths = vec!["dist".to_string()];
     ArtifactStaged {
         upload_id: upload_id.into(),
-        staging_key: names::staging_key(upload_id),
+        staging_key: names::staging_key(TrustLevel::Protected, upload_id),
         claimed_hash: claimed,
         size_bytes: size,
         cache_key: key.into(),
@@ -192,7 +192,11 @@ async fn stage(backend: &Backend, ev: &ArtifactStaged, bytes: &[u8]) {
 }
 
 async fn promote_pending(backend: &Backend) {
-    let promoter = runcache_worker::promote::promoter(backend, "test-promote", 90);
+    let promoter = runcache_worker::promote::promoter(
+        backend,
+        "test-promote",
+        &runcache_infra::Config::default(),
+    );
     runcache_worker::drain(
         backend.staged.clone(),
         promoter as Arc<_>,
@@ -504,12 +508,11 @@ async fn a_dead_lettered_save_is_reported_with_the_reason() {
 
 #[test]
 fn entries_below_the_demanded_trust_are_reported_as_passed_over() {
+    // A push to a feature branch records `branch` trust; a release job
+    // there demanding `protected` passes the entry over.
     let s = Sandbox::new();
-    ok(&s.run_with(
-        &["save", "--key", "deps-t", "--path", "dist"],
-        MAIN,
-        &[("GITHUB_EVENT_NAME", "pull_request_target")],
-    ));
+    let feature = "refs/heads/feature";
+    ok(&s.run(&["save", "--key", "deps-t", "--path", "dist"], feature));
     fs::remove_dir_all(s.ws().join("dist")).unwrap();
     let out = s.run(
         &[
@@ -522,12 +525,12 @@ fn entries_below_the_demanded_trust_are_reported_as_passed_over() {
             "--path",
             "dist",
         ],
-        MAIN,
+        feature,
     );
     assert!(ok(&out).contains("cache-hit=\n"));
     let err = stderr(&out);
     assert!(err.contains("passed over"), "{err}");
-    assert!(err.contains("pull_request_target"), "{err}");
+    assert!(err.contains("branch"), "{err}");
 }
 
 #[test]

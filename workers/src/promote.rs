@@ -302,13 +302,11 @@ impl Promoter {
         let pin = names::promoting_key(&ev.upload_id);
         blobs.copy(&ev.staging_key, &pin).await?;
         let verified = self.verify_staged(ev, &pin).await?;
-        match &verified {
-            Ok(()) => {
-                blobs.copy(&pin, cas_key).await?;
-                blobs.delete(&pin).await?;
-            }
-            // `reject` quarantines the pinned bytes, then drops the pin.
-            Err(_) => {}
+        // On a mismatch `reject` quarantines the pinned bytes, then drops
+        // the pin.
+        if verified.is_ok() {
+            blobs.copy(&pin, cas_key).await?;
+            blobs.delete(&pin).await?;
         }
         Ok(verified)
     }
