@@ -1,21 +1,236 @@
 #!/usr/bin/env bash
-# Every benchmark in docs/benchmarks.md, in one run, each against its
-# baseline on the same data:  bash benches/run.sh
-# Run it on an otherwise idle machine; it prints the markdown tables.
+# Every benchmark in docs/benchmarks.md, each against its baseline on the
+# same data in the same run, and the workload simulation. One command:
+#
+#   bash benches/run.sh                      # the documented run (~10 min on 2 cores)
+#   SIZE_MB=64 RUNS=1 bash benches/run.sh    # a quick smoke run (docs left alone)
+#
+# It writes the tables to $RESULTS and, for the documented configuration
+# (SIZE_MB=1024), into docs/benchmarks.md between its `<!-- bench:NAME -->`
+# markers, so that one run regenerates every table there.
+#
+# Settings (environment):
+#   BENCH_DIR    corpora and scratch space (default /tmp/runcache-bench);
+#                corpora are built once and reused
+#   SIZE_MB      size of the incompressible and compressible files, and of
+#                the promote batch (default 1024)
+#   RUNS         runs per timing, the median is reported (default 3)
+#   ONLY         sections to run (default: machine save_restore hash promote lookup simulate)
+#   PROFILE      cargo profile of the binaries (default release)
+#   TARGET_SRC   the cargo target/ copied as a corpus (default: this repo's
+#                target/release, after the build below)
+#   RESULTS      where the tables go (default $BENCH_DIR/results.md)
+#   UPDATE_DOCS  1 to splice the tables into docs/benchmarks.md (default: 1
+#                when SIZE_MB=1024, else 0)
+#
+# Corpora ($BENCH_DIR):
+#   node_modules/  `npm install` of benches/corpora/package.json (pinned)
+#   target/        a real cargo target/ ($TARGET_SRC)
+#   random-${SIZE_MB}m/  one file of SIZE_MB MiB from /dev/urandom (incompressible)
+#   text-${SIZE_MB}m/    one file of SIZE_MB MiB of real source text: the
+#                  node_modules corpus as a tar, repeated (compresses as
+#                  JavaScript does, ~5:1)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-cargo build --release -q -p runcache -p runcache-bench
-echo "## machine"
-echo
-echo "$(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM, $(uname -sr); $(openssl version); $(zstd --version | head -1)"
-echo
-echo "## save / restore against tar | zstd"
-bash benches/save_restore.sh
-echo
-echo "## promote throughput and save-to-visible latency"
-echo
-echo "| what | runcache | baseline | ratio |"
-echo "|---|---|---|---|"
-./target/release/runcache-bench promote --artifacts 8 --mib 128
-./target/release/runcache-bench latency --artifacts 1000
+bench="${BENCH_DIR:-/tmp/runcache-bench}"
+size_mb="${SIZE_MB:-1024}"
+runs="${RUNS:-3}"
+only="${ONLY:-machine save_restore hash promote lookup simulate}"
+profile="${PROFILE:-release}"
+results="${RESULTS:-$bench/results.md}"
+update_docs="${UPDATE_DOCS:-$([ "$size_mb" = 1024 ] && echo 1 || echo 0)}"
+doc="$root/docs/benchmarks.md"
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+bin_dir="$target_dir/$([ "$profile" = dev ] && echo debug || echo "$profile")"
+out="$bench/results"
+mkdir -p "$bench" "$out"
+wants() { [[ " $only " == *" $1 "* ]]; }
+log() { echo "[bench] $*" >&2; }
+
+# --- prerequisites (as .ci/run installs what the tests need) -----------------
+need_apt=()
+[ -x /usr/bin/time ] || need_apt+=(time)
+command -v zstd >/dev/null || need_apt+=(zstd)
+command -v openssl >/dev/null || need_apt+=(openssl)
+command -v npm >/dev/null || need_apt+=(npm)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "installing ${need_apt[*]}"
+  apt-get update -qq && apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+if wants lookup && ! command -v moto_server >/dev/null; then
+  python3 -m pip install --quiet 'moto[server]'
+fi
+
+log "building runcache and runcache-bench ($profile)..."
+cargo build --profile "$profile" -q -p runcache -p runcache-bench
+rc="$bin_dir/runcache"
+rcb="$bin_dir/runcache-bench"
+
+# --- corpora -----------------------------------------------------------------
+random="$bench/random-${size_mb}m"
+text="$bench/text-${size_mb}m"
+if wants save_restore || wants hash; then
+  if [ ! -d "$bench/node_modules/node_modules" ]; then
+    log "corpus node_modules: npm install (pinned)..."
+    mkdir -p "$bench/node_modules"
+    cp "$root/benches/corpora/package.json" "$bench/node_modules/"
+    (cd "$bench/node_modules" && npm install --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null)
+  fi
+  if [ ! -d "$bench/target/target" ]; then
+    src="${TARGET_SRC:-$target_dir/release}"
+    [ -d "$src" ] || { echo "no cargo target/ to copy at $src: set TARGET_SRC" >&2; exit 1; }
+    log "corpus target: copying $src..."
+    mkdir -p "$bench/target/target"
+    cp -a "$src/." "$bench/target/target/"
+  fi
+  if [ ! -f "$random/data/random.bin" ]; then
+    log "corpus random-${size_mb}m..."
+    mkdir -p "$random/data"
+    head -c "$((size_mb << 20))" /dev/urandom > "$random/data/random.bin.tmp"
+    mv "$random/data/random.bin.tmp" "$random/data/random.bin"
+  fi
+  if [ ! -f "$text/data/text.txt" ]; then
+    log "corpus text-${size_mb}m..."
+    mkdir -p "$text/data"
+    tar -cf "$text/one.tar" -C "$bench/node_modules" node_modules
+    # cat stops at the first write head refuses.
+    while cat "$text/one.tar"; do :; done 2>/dev/null | head -c "$((size_mb << 20))" > "$text/data/text.txt.tmp" || true
+    rm "$text/one.tar"
+    mv "$text/data/text.txt.tmp" "$text/data/text.txt"
+  fi
+fi
+
+# --- measurement -------------------------------------------------------------
+# measure CMD... -> "seconds peak_kib": medians of $runs runs; $PREP (if set)
+# runs before each.
+measure() {
+  local times=() rss=() line
+  for _ in $(seq 1 "$runs"); do
+    [ -n "${PREP:-}" ] && eval "$PREP"
+    sync
+    /usr/bin/time -f '%e %M' -o "$bench/.time" "$@" >/dev/null 2>"$bench/.stderr" \
+      || { echo "failed: $*" >&2; cat "$bench/.stderr" >&2; exit 1; }
+    line=$(tail -1 "$bench/.time")
+    times+=("${line% *}"); rss+=("${line#* }")
+  done
+  echo "$(printf '%s\n' "${times[@]}" | sort -g | sed -n "$(( (runs + 1) / 2 ))p") $(printf '%s\n' "${rss[@]}" | sort -g | sed -n "$(( (runs + 1) / 2 ))p")"
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+mbps() { awk -v n="$1" -v s="$2" 'BEGIN{ if (s > 0) printf "%.0f", n / 1e6 / s; else print "n/a" }'; }
+mib() { echo "$(( $1 / 1024 )) MiB"; }
+
+if wants machine; then
+  log "machine"
+  {
+    echo "$(date -u +%Y-%m-%d), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(free -g | awk '/Mem:/{print $2}') GiB RAM, $(uname -sr)."
+    echo "$(openssl version | cut -d' ' -f1-2); $(zstd --version | grep -o 'v[0-9.]*' | head -1 | sed 's/^/zstd /'); $(tar --version | head -1); $(sha256sum --version | head -1)."
+    echo "runcache $(git -C "$root" describe --always --dirty 2>/dev/null || echo '?'), profile $profile; SIZE_MB=$size_mb, RUNS=$runs (medians)."
+    echo "Load average when the run started: $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min; near 0 means the machine was otherwise idle)."
+  } > "$out/machine.md"
+fi
+
+if wants save_restore; then
+  rows=()
+  for corpus in node_modules target "random-${size_mb}m" "text-${size_mb}m"; do
+    dir="$bench/$corpus"
+    case "$corpus" in
+      node_modules) path=node_modules; what="node_modules (\`npm install\` of \`benches/corpora/package.json\`, $(find "$dir/$path" -type f | wc -l) files)" ;;
+      target) path=target; what="cargo \`target/\` (a real release build, $(find "$dir/$path" -type f | wc -l) files)" ;;
+      random-*) path=data; what="incompressible: one file from /dev/urandom" ;;
+      text-*) path=data; what="compressible: one file of JavaScript sources (tar of node_modules, repeated)" ;;
+    esac
+    bytes=$(du -sb "$dir/$path" | cut -f1)
+    work="$bench/work"; rm -rf "$work"; mkdir -p "$work"
+    log "save/restore: $corpus ($(( bytes >> 20 )) MiB)"
+
+    base_save=$(PREP="rm -f '$work/f.tzst'" measure sh -c "tar -cf - -C '$dir' '$path' | zstd -q -T0 -3 -o '$work/f.tzst'")
+    archive=$(stat -c %s "$work/f.tzst")
+    base_restore=$(PREP="rm -rf '$work/out' && mkdir -p '$work/out'" measure sh -c "zstd -q -d -T0 -c '$work/f.tzst' | tar -xf - -C '$work/out'")
+    rm -rf "$work/out" "$work/f.tzst"
+
+    export RUNCACHE_HOME="$work/home"
+    rc_save=$(PREP="rm -rf '$work/home'" measure sh -c "cd '$dir' && exec '$rc' -q save --key bench --path '$path'")
+    rc_restore=$(PREP="rm -rf '$work/ws' && mkdir -p '$work/ws'" measure sh -c "cd '$work/ws' && exec '$rc' -q restore --key bench --path '$path'")
+    unset RUNCACHE_HOME
+    rm -rf "$work"
+
+    rows+=("| $what | $(( bytes >> 20 )) MiB → $(( archive >> 20 )) MiB | ${rc_save% *} s / ${base_save% *} s = **$(ratio "${rc_save% *}" "${base_save% *}")** | ${rc_restore% *} s / ${base_restore% *} s = **$(ratio "${rc_restore% *}" "${base_restore% *}")** | $(mib "${rc_save#* }") / $(mib "${rc_restore#* }") | $(mib "${base_save#* }") / $(mib "${base_restore#* }") |")
+  done
+  {
+    echo "| corpus | size (tree → archive) | save: runcache / tar\|zstd = ratio | restore: runcache / zstd\|tar = ratio | peak RSS runcache save / restore | peak RSS pipeline (largest process) save / restore |"
+    echo "|---|---|---|---|---|---|"
+    printf '%s\n' "${rows[@]}"
+  } > "$out/save_restore.md"
+fi
+
+if wants hash; then
+  file="$random/data/random.bin"
+  bytes=$(stat -c %s "$file")
+  cat "$file" > /dev/null  # into the page cache, for every tool alike
+  log "hash: $(( bytes >> 20 )) MiB"
+  ours=$("$rcb" hash "$file" | cut -d' ' -f1)
+  for tool in openssl sha256sum; do
+    theirs=$(if [ "$tool" = openssl ]; then openssl dgst -sha256 -r "$file"; else sha256sum "$file"; fi | cut -d' ' -f1)
+    [ "$ours" = "$theirs" ] || { echo "hash mismatch: runcache-bench $ours, $tool $theirs" >&2; exit 1; }
+  done
+  t_rc=$(measure "$rcb" hash "$file")
+  t_os=$(measure openssl dgst -sha256 "$file")
+  t_ss=$(measure sha256sum "$file")
+  {
+    echo "| SHA-256 of $(( bytes >> 20 )) MiB (page cache) | time | throughput | ratio to openssl (time) | peak RSS |"
+    echo "|---|---|---|---|---|"
+    echo "| runcache (\`runcache-bench hash\`: the workers' hashing reader, sha2) | ${t_rc% *} s | $(mbps "$bytes" "${t_rc% *}") MB/s | **$(ratio "${t_rc% *}" "${t_os% *}")** | $(mib "${t_rc#* }") |"
+    echo "| \`openssl dgst -sha256\` | ${t_os% *} s | $(mbps "$bytes" "${t_os% *}") MB/s | 1.00 | $(mib "${t_os#* }") |"
+    echo "| \`sha256sum\` (GNU coreutils) | ${t_ss% *} s | $(mbps "$bytes" "${t_ss% *}") MB/s | $(ratio "${t_ss% *}" "${t_os% *}") | $(mib "${t_ss#* }") |"
+  } > "$out/hash.md"
+fi
+
+if wants promote; then
+  log "promote: 8 × $(( size_mb / 8 )) MiB, then save-to-visible latency"
+  {
+    echo "| what | runcache | baseline | ratio (runcache / baseline throughput) | peak RSS (bench process) |"
+    echo "|---|---|---|---|---|"
+    "$rcb" promote --artifacts 8 --mib "$(( size_mb / 8 ))" --runs "$runs"
+    echo
+    echo "| what | p50 | p99 | max | peak RSS (bench process) |"
+    echo "|---|---|---|---|---|"
+    "$rcb" latency --artifacts 1000
+  } > "$out/promote.md"
+fi
+
+if wants lookup; then
+  log "lookup: local, then moto"
+  {
+    echo "| index | exact hit p50 / p99 | restore key via the base branch p50 / p99 | miss p50 / p99 | peak RSS (bench process) |"
+    echo "|---|---|---|---|---|"
+    "$rcb" lookup --backend local
+    # moto answers a query over hundreds of entries in about a second
+    # (Python): fewer lookups keep the run short.
+    "$rcb" lookup --backend moto --lookups 300
+  } > "$out/lookup.md"
+fi
+
+if wants simulate; then
+  log "simulate (defaults)"
+  "$rcb" simulate > "$out/simulate.md"
+fi
+
+# --- results -----------------------------------------------------------------
+: > "$results"
+for section in $only; do
+  [ -f "$out/$section.md" ] || continue
+  { echo "<!-- $section -->"; cat "$out/$section.md"; echo; } >> "$results"
+  if [ "$update_docs" = 1 ]; then
+    if grep -q "^<!-- bench:$section -->$" "$doc"; then
+      awk -v name="$section" -v file="$out/$section.md" '
+        $0 == "<!-- bench:" name " -->" { print; while ((getline l < file) > 0) print l; skip = 1; next }
+        $0 == "<!-- /bench:" name " -->" { skip = 0 }
+        !skip { print }' "$doc" > "$doc.tmp" && mv "$doc.tmp" "$doc"
+    else
+      log "docs/benchmarks.md has no <!-- bench:$section --> marker; left alone"
+    fi
+  fi
+done
+cat "$results"
+log "tables in $results$([ "$update_docs" = 1 ] && echo " and docs/benchmarks.md")"
