@@ -4,7 +4,6 @@
 //! consumer loop running.
 
 use std::{
-    collections::BTreeMap,
     io,
     path::Path,
     pin::Pin,
@@ -71,7 +70,7 @@ fn random_hash(seed: u64, len: u64) -> ContentHash {
 async fn stage(b: &Backend, upload: &str, key: &str, seed: u64, len: u64) -> Result<()> {
     let ev = ArtifactStaged {
         upload_id: upload.into(),
-        staging_key: names::staging_key(upload),
+        staging_key: names::staging_key(TrustLevel::Protected, upload),
         claimed_hash: random_hash(seed, len),
         size_bytes: len,
         cache_key: key.into(),
@@ -93,7 +92,11 @@ async fn stage(b: &Backend, upload: &str, key: &str, seed: u64, len: u64) -> Res
         left: len,
     };
     b.blobs
-        .put(&ev.staging_key, Box::pin(body), BTreeMap::new())
+        .put(
+            &ev.staging_key,
+            Box::pin(body),
+            names::staging_claim_metadata(&ev.scope, &ev.cache_version, &ev.cache_key),
+        )
         .await?;
     b.staged.send(OutgoingMessage::new(ev.encode())).await?;
     Ok(())
@@ -137,7 +140,12 @@ async fn promote_once(artifacts: usize, mib: usize, concurrency: usize) -> Resul
         ..ConsumerConfig::default()
     };
     let t = Instant::now();
-    let report = drain(b.staged.clone(), promoter(&b, "bench", 90), cfg).await;
+    let report = drain(
+        b.staged.clone(),
+        promoter(&b, "bench", &Config::default()),
+        cfg,
+    )
+    .await;
     let promote = t.elapsed();
     if report.done as usize != artifacts {
         bail!("promoted {} of {artifacts}", report.done);
@@ -180,7 +188,7 @@ pub async fn latency_bench(artifacts: usize) -> Result<String> {
     let shutdown = CancellationToken::new();
     let worker = tokio::spawn(run(
         b.staged.clone(),
-        promoter(&b, "bench", 90),
+        promoter(&b, "bench", &Config::default()),
         ConsumerConfig {
             wait: Duration::from_secs(1),
             ..ConsumerConfig::default()

@@ -62,6 +62,20 @@ pub fn staging_claim(scope: &Scope, cache_version: &str, cache_key: &str) -> Str
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
+/// The user metadata a staged object needs for promote to accept it:
+/// `{runcache-claim: staging_claim(…)}`.
+pub fn staging_claim_metadata(
+    scope: &Scope,
+    cache_version: &str,
+    cache_key: &str,
+) -> std::collections::BTreeMap<String, String> {
+    [(
+        STAGING_CLAIM_META.to_string(),
+        staging_claim(scope, cache_version, cache_key),
+    )]
+    .into()
+}
+
 /// The tier and upload id of `staging/{tier}/{upload_id}`; `None` for any
 /// other key.
 pub fn staged_tier(key: &str) -> Option<(TrustLevel, &str)> {

@@ -79,11 +79,8 @@ pub mod staging_labels {
 /// the labels above, and the `runcache-claim` promote checks
 /// ([`names::staging_claim`]).
 pub fn staging_metadata(key: &str, scope: &Scope, version: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (
-            names::STAGING_CLAIM_META.to_string(),
-            names::staging_claim(scope, version, key),
-        ),
+    let mut metadata = names::staging_claim_metadata(scope, version, key);
+    metadata.extend([
         (staging_labels::KEY_SHA256.to_string(), key_sha256(key)),
         (
             staging_labels::REPOSITORY.to_string(),
@@ -97,7 +94,8 @@ pub fn staging_metadata(key: &str, scope: &Scope, version: &str) -> BTreeMap<Str
             staging_labels::CACHE_VERSION.to_string(),
             version.to_string(),
         ),
-    ])
+    ]);
+    metadata
 }
 
 /// The upload id in `staging/{tier}/{id}` (the key itself if it is not one).
