@@ -713,9 +713,9 @@ impl Sweep<'_> {
     }
 
     /// Step 4: records past their `ttl`. Live records are kept whatever
-    /// their `ttl`: `record_access` does not extend it, so removing them
-    /// would drop entries that are still in use (the TTL eviction of step 1
-    /// is what ends an idle entry's life).
+    /// their `ttl` (it slides with every access, so it passes only for
+    /// idle entries, and the TTL eviction of step 1, with the configured
+    /// idle time, is what ends a live entry's life).
     #[instrument(skip_all)]
     async fn remove_expired_records(&self, report: &mut SweepReport) -> Result<(), StoreError> {
         let now = self.now().timestamp();

@@ -76,6 +76,10 @@ pub(crate) mod attrs {
     pub const STATE: &str = "state";
     pub const CREATED_AT: &str = "createdAt";
     pub const LAST_ACCESSED: &str = "lastAccessed";
+    /// Seconds the record lives after its last access (`ttl` minus
+    /// `createdAt` at insertion): `record_access` sets `ttl` to the access
+    /// time plus this, in the same update.
+    pub const LIFETIME: &str = "lifetimeSeconds";
     pub const ACCESS_COUNT: &str = "accessCount";
     pub const INVALIDATED_AT: &str = "invalidatedAt";
     pub const REASON: &str = "reason";
@@ -172,6 +176,7 @@ fn entry_item(e: &IndexEntry) -> Result<Item, StoreError> {
         (LAST_ACCESSED, s(time(e.last_accessed))),
         (ACCESS_COUNT, n(e.access_count)),
         (TTL, n(e.ttl)),
+        (LIFETIME, n(e.ttl - e.created_at.timestamp())),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -210,6 +215,9 @@ fn entry_of(item: &Item) -> Result<IndexEntry, StoreError> {
     }
     if let Some(at) = get_time(item, LAST_ACCESSED)? {
         e.last_accessed = at;
+    }
+    if let Some(ttl) = get_n(item, TTL) {
+        e.ttl = ttl;
     }
     if let Some(at) = get_time(item, INVALIDATED_AT)? {
         e.invalidated_at = Some(at);
@@ -456,14 +464,17 @@ impl CacheIndex for DynamoCacheIndex {
             if expr.contains("#last") {
                 u = u
                     .expression_attribute_names("#last", LAST_ACCESSED)
-                    .expression_attribute_values(":at", s(time(at)));
+                    .expression_attribute_names("#ttl", TTL)
+                    .expression_attribute_names("#life", LIFETIME)
+                    .expression_attribute_values(":at", s(time(at)))
+                    .expression_attribute_values(":epoch", n(at.timestamp()));
             }
             u
         };
-        // The common case (a newer access) is one atomic update; an older
-        // one only counts.
+        // The common case (a newer access) is one atomic update that also
+        // slides the record's expiry; an older one only counts.
         let newer = update(
-            "ADD #count :one SET #last = :at",
+            "ADD #count :one SET #last = :at, #ttl = :epoch + #life",
             "attribute_exists(#pk) AND (attribute_not_exists(#last) OR #last < :at)",
         )
         .send()

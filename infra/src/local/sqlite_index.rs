@@ -214,7 +214,12 @@ impl CacheIndex for SqliteCacheIndex {
                     .ok_or(StoreError::NotFound { what })?;
                 let mut entry: IndexEntry = from_json(&doc)?;
                 entry.access_count += 1;
-                entry.last_accessed = entry.last_accessed.max(at);
+                if at > entry.last_accessed {
+                    // The record lives as long after its last access as it
+                    // did after its creation.
+                    entry.ttl += (at - entry.last_accessed).num_seconds();
+                    entry.last_accessed = at;
+                }
                 store(&tx, &entry)?;
                 tx.commit().map_err(&err)
             })

@@ -277,6 +277,12 @@ pub async fn record_access_counts(fx: &Fixture) {
         t(10),
         "an older access never moves it back"
     );
+    assert_eq!(
+        e.ttl,
+        t(10).timestamp() + 90 * 86400,
+        "the record's expiry slides with its last access (DynamoDB's TTL must \
+         never delete an entry still in use)"
+    );
     assert!(matches!(
         fx.index.record_access(&s, V1, "absent", t(1)).await,
         Err(StoreError::NotFound { .. })
