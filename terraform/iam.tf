@@ -3,14 +3,27 @@
 # The three principals' permissions are JSON templates in policies/, rendered
 # here with templatefile() and in tests with plain ${name} substitution
 # (policies/README.md gives the rule and example values):
-#   runner  put under staging/, read artifacts/ + metadata/, read the tables,
-#           send to the staged and accessed queues; explicit denies for the rest
+#   runner  one policy per trust tier: put under staging/{tier}/ for its own
+#           tier and every lower one, read artifacts/ + metadata/, read the
+#           tables, send to the staged and accessed queues; explicit denies
+#           for the rest
 #   worker  everything the promote/metrics/invalidate/sweep handlers do
 #   admin   send invalidations, read everything, inspect and redrive DLQs
 #   kms     use of the runcache key through S3, SQS and DynamoDB only
 #           (attached beside the others when sse_algorithm = "aws:kms")
 
 locals {
+  # Runner trust tiers, lowest first (runcache_schemas::TrustLevel). A runner
+  # role of tier T may stage under staging/{t}/ for every t <= T: the producer
+  # stages under the tier of the job it runs, capped by RUNCACHE_MAX_TRUST,
+  # and promote refuses an event that claims more trust, or a scope, than the
+  # tier in its staging key allows. So a tier is only reachable by holding
+  # credentials of that tier or above.
+  runner_tiers = ["untrusted", "pull-request", "branch", "protected"]
+  runner_tier_staging = {
+    for i, tier in local.runner_tiers : tier => slice(local.runner_tiers, 0, i + 1)
+  }
+
   # One variable map renders every template; each uses a subset.
   policy_template_vars = {
     bucket_arn           = aws_s3_bucket.artifacts.arn
@@ -30,11 +43,25 @@ locals {
 
   # jsondecode() rejects a template that is not valid JSON (at plan time once
   # the ARNs are known); jsonencode() gives IAM a canonical document.
-  policy_documents = {
-    runner = jsonencode(jsondecode(templatefile("${path.module}/policies/runner.json.tftpl", local.policy_template_vars)))
-    worker = jsonencode(jsondecode(templatefile("${path.module}/policies/worker.json.tftpl", local.policy_template_vars)))
-    admin  = jsonencode(jsondecode(templatefile("${path.module}/policies/admin.json.tftpl", local.policy_template_vars)))
+  # runner_staging_resources is the only placeholder whose value is JSON
+  # rather than text inside a JSON string: the whole Resource array
+  # (policies/README.md, "Rendering rule").
+  runner_policy_documents = {
+    for tier, allowed in local.runner_tier_staging : tier => jsonencode(jsondecode(templatefile(
+      "${path.module}/policies/runner.json.tftpl",
+      merge(local.policy_template_vars, {
+        runner_staging_resources = jsonencode([for t in allowed : "${aws_s3_bucket.artifacts.arn}/staging/${t}/*"])
+      })
+    )))
   }
+
+  policy_documents = merge(
+    { for tier, doc in local.runner_policy_documents : "runner-${tier}" => doc },
+    {
+      worker = jsonencode(jsondecode(templatefile("${path.module}/policies/worker.json.tftpl", local.policy_template_vars)))
+      admin  = jsonencode(jsondecode(templatefile("${path.module}/policies/admin.json.tftpl", local.policy_template_vars)))
+    },
+  )
 
   kms_policy_document = local.use_kms ? jsonencode(jsondecode(templatefile(
     "${path.module}/policies/kms.json.tftpl",
@@ -43,10 +70,12 @@ locals {
 }
 
 resource "aws_iam_policy" "runner" {
-  name        = "${local.prefix}-runner-${var.stage}"
-  description = "runcache ${var.stage} runner: upload to staging/, read artifacts and the index, send staged/accessed events. Cannot write the CAS, the index or provenance."
-  policy      = local.policy_documents.runner
-  tags        = local.tags
+  for_each = local.runner_tier_staging
+
+  name        = "${local.prefix}-runner-${each.key}-${var.stage}"
+  description = "runcache ${var.stage} runner, tier ${each.key}: upload to staging/{${join(",", each.value)}}/, read artifacts and the index, send staged/accessed events. Cannot write the CAS, the index or provenance."
+  policy      = local.runner_policy_documents[each.key]
+  tags        = merge(local.tags, { "runcache:runner-tier" = each.key })
 }
 
 resource "aws_iam_policy" "worker" {
@@ -85,13 +114,15 @@ data "aws_iam_policy_document" "runner_ec2_trust" {
   }
 }
 
+# Every job on an instance shares its role, so the whole fleet launched with
+# this profile gets one tier (runner_instance_tier).
 resource "aws_iam_role" "runner_instance" {
   count = var.create_runner_instance_profile ? 1 : 0
 
   name               = "${local.prefix}-runner-${var.stage}"
-  description        = "Self-hosted runner instances using runcache ${var.stage}."
+  description        = "Self-hosted runner instances using runcache ${var.stage} (tier ${var.runner_instance_tier})."
   assume_role_policy = data.aws_iam_policy_document.runner_ec2_trust.json
-  tags               = local.tags
+  tags               = merge(local.tags, { "runcache:runner-tier" = var.runner_instance_tier })
 }
 
 resource "aws_iam_instance_profile" "runner" {
@@ -142,7 +173,7 @@ data "aws_iam_policy_document" "runner_github_trust" {
     condition {
       test     = "StringLike"
       variable = "token.actions.githubusercontent.com:sub"
-      values   = each.value
+      values   = each.value.subjects
     }
   }
 }
@@ -151,34 +182,58 @@ resource "aws_iam_role" "runner_github" {
   for_each = var.github_oidc.roles
 
   name                 = "${local.prefix}-runner-${each.key}-${var.stage}"
-  description          = "GitHub Actions jobs (OIDC, ${each.key}) using runcache ${var.stage}."
+  description          = "GitHub Actions jobs (OIDC, ${each.key}, tier ${each.value.tier}) using runcache ${var.stage}."
   assume_role_policy   = data.aws_iam_policy_document.runner_github_trust[each.key].json
   max_session_duration = 3600
-  tags                 = local.tags
+  tags                 = merge(local.tags, { "runcache:runner-tier" = each.value.tier })
 }
 
 locals {
-  # Role name => true for every role that gets the runner policy. Names are
-  # known at plan time, so they can key the attachments below.
-  runner_role_names = merge(
-    { for n in var.runner_role_names : n => true },
-    var.create_runner_instance_profile ? { "${local.prefix}-runner-${var.stage}" = true } : {},
-    { for k in keys(var.github_oidc.roles) : "${local.prefix}-runner-${k}-${var.stage}" => true },
+  # Role name => tier for every role that gets a runner policy. Names are
+  # known at plan time, so they can key the attachments below. A role listed
+  # twice is an error (variables.tf validates runner_role_names; a for
+  # expression with a duplicate key fails the plan).
+  runner_role_tiers = merge(
+    { for r in flatten([for tier, names in var.runner_role_names : [for n in names : { name = n, tier = tier }]]) : r.name => r.tier },
+    var.create_runner_instance_profile ? { "${local.prefix}-runner-${var.stage}" = var.runner_instance_tier } : {},
+    { for k, r in var.github_oidc.roles : "${local.prefix}-runner-${k}-${var.stage}" => r.tier },
   )
+
+  # For the bucket policy (storage.tf): principal ARN patterns of the runner
+  # roles. The module's own roles have no path; existing roles are named, not
+  # looked up (they may be created in the same apply), so they may sit under
+  # any IAM path: role names are unique in an account whatever the path, so
+  # role/*/NAME matches only the role NAME.
+  existing_runner_role_names = toset(flatten(values(var.runner_role_names)))
+  runner_role_arn_patterns = {
+    for name, tier in local.runner_role_tiers : name => concat(
+      ["arn:${local.partition}:iam::${local.account_id}:role/${name}"],
+      contains(local.existing_runner_role_names, name) ? ["arn:${local.partition}:iam::${local.account_id}:role/*/${name}"] : [],
+    )
+  }
+  # Tier => ARN patterns of every runner role that may stage under it: roles
+  # of that tier and above.
+  staging_writer_arn_patterns = {
+    for tier in local.runner_tiers : tier => sort(flatten([
+      for name, t in local.runner_role_tiers : local.runner_role_arn_patterns[name]
+      if index(local.runner_tiers, t) >= index(local.runner_tiers, tier)
+    ]))
+  }
+
   admin_role_names = toset(var.admin_role_names)
 }
 
 resource "aws_iam_role_policy_attachment" "runner" {
-  for_each = local.runner_role_names
+  for_each = local.runner_role_tiers
 
   role       = each.key
-  policy_arn = aws_iam_policy.runner.arn
+  policy_arn = aws_iam_policy.runner[each.value].arn
 
   depends_on = [aws_iam_role.runner_instance, aws_iam_role.runner_github]
 }
 
 resource "aws_iam_role_policy_attachment" "runner_kms" {
-  for_each = local.use_kms ? local.runner_role_names : {}
+  for_each = local.use_kms ? local.runner_role_tiers : {}
 
   role       = each.key
   policy_arn = aws_iam_policy.kms[0].arn

@@ -1,13 +1,23 @@
 # --- the configuration contract -------------------------------------------------
 
 output "runner_env" {
-  description = "Exactly the environment runcache reads (RUNCACHE_BACKEND, RUNCACHE_STAGE, AWS_REGION and the resource names). Set it on runners; the workers get the same."
-  value       = local.runcache_env
+  description = "Exactly the environment runcache reads (RUNCACHE_BACKEND, RUNCACHE_STAGE, AWS_REGION, the resource names and RUNCACHE_MAX_TRUST) for runners of runner_instance_tier, the instance profile's fleet. Fleets of another tier take runner_env_by_tier[tier]. The workers get the same minus RUNCACHE_MAX_TRUST."
+  value       = local.runner_env_by_tier[var.runner_instance_tier]
 }
 
 output "runner_env_file" {
   description = "runner_env as KEY=value lines: paste into the runner's .env file (next to its run.sh) or append to $GITHUB_ENV."
-  value       = join("", [for k in sort(keys(local.runcache_env)) : "${k}=${local.runcache_env[k]}\n"])
+  value       = local.runner_env_files[var.runner_instance_tier]
+}
+
+output "runner_env_by_tier" {
+  description = "runner_env for each trust tier (untrusted, pull-request, branch, protected): the same names with RUNCACHE_MAX_TRUST = the tier. Give a fleet the block of its role's tier, so that its producer never stages above what its credentials may write."
+  value       = local.runner_env_by_tier
+}
+
+output "runner_env_file_by_tier" {
+  description = "runner_env_by_tier as KEY=value lines, per tier."
+  value       = local.runner_env_files
 }
 
 # --- resources ---------------------------------------------------------------------
@@ -64,9 +74,14 @@ output "kms_key_arn" {
 
 # --- IAM ---------------------------------------------------------------------------
 
-output "runner_policy_arn" {
-  description = "Managed policy for runners. Attach it (and kms_policy_arn) to any other runner role."
-  value       = aws_iam_policy.runner.arn
+output "runner_policy_arns" {
+  description = "Managed runner policy of each trust tier (untrusted, pull-request, branch, protected); the policy of tier T may stage under staging/{t}/ for t <= T. Prefer runner_role_names to attaching one yourself: with enforce_staging_tiers the bucket policy admits only the roles the module knows."
+  value       = { for tier, p in aws_iam_policy.runner : tier => p.arn }
+}
+
+output "runner_role_tiers" {
+  description = "Every role the module attached a runner policy to (runner_role_names, the instance profile's role, the github_oidc roles), with its trust tier."
+  value       = local.runner_role_tiers
 }
 
 output "worker_policy_arn" {
@@ -85,7 +100,7 @@ output "kms_policy_arn" {
 }
 
 output "policy_documents" {
-  description = "The rendered runner, worker, admin (and kms) policy documents, for review."
+  description = "The rendered runner-{tier}, worker, admin (and kms) policy documents, for review."
   value       = merge(local.policy_documents, local.use_kms ? { kms = local.kms_policy_document } : {})
 }
 
@@ -100,7 +115,7 @@ output "runner_instance_role_arn" {
 }
 
 output "github_oidc_role_arns" {
-  description = "Role ARNs for aws-actions/configure-aws-credentials (role-to-assume), keyed by github_oidc.roles key."
+  description = "Role ARNs for aws-actions/configure-aws-credentials (role-to-assume), keyed by github_oidc.roles key (runner_role_tiers gives each role's tier)."
   value       = { for k, r in aws_iam_role.runner_github : k => r.arn }
 }
 

@@ -1,5 +1,7 @@
 # The artifact bucket (DESIGN.md, "Storage layout"):
-#   staging/{upload-id}         runners upload here; unverified
+#   staging/{tier}/{upload-id}  runners upload here, under their trust tier or
+#                               a lower one (untrusted, pull-request, branch,
+#                               protected); unverified
 #   artifacts/{sha256-hex}      the CAS; written only by workers
 #   quarantine/{upload-id}      rejected uploads, kept for inspection
 #   metadata/{sha256-hex}.json  provenance documents
@@ -232,6 +234,39 @@ data "aws_iam_policy_document" "bucket" {
         test     = "ArnNotEquals"
         variable = "aws:PrincipalArn"
         values   = concat([aws_iam_role.worker_task.arn], var.cas_writer_principal_arns)
+      }
+    }
+  }
+
+  # The staging tiers as a resource policy: only runner roles of tier t or
+  # above (iam.tf, runner_role_tiers) put under staging/{t}/, whatever else a
+  # principal's own IAM policies allow (a broad existing runner role must not
+  # reach a higher tier's prefix: promote trusts the tier in the key).
+  dynamic "statement" {
+    for_each = var.enforce_staging_tiers ? local.runner_tiers : []
+
+    content {
+      sid    = "StageUnder${replace(title(statement.value), "-", "")}OnlyFromThatTierOrAbove"
+      effect = "Deny"
+      actions = [
+        "s3:PutObject",
+        "s3:AbortMultipartUpload",
+      ]
+      resources = ["${aws_s3_bucket.artifacts.arn}/staging/${statement.value}/*"]
+
+      principals {
+        type        = "*"
+        identifiers = ["*"]
+      }
+
+      condition {
+        test     = "ArnNotLike"
+        variable = "aws:PrincipalArn"
+        values = concat(
+          [aws_iam_role.worker_task.arn],
+          var.cas_writer_principal_arns,
+          local.staging_writer_arn_patterns[statement.value],
+        )
       }
     }
   }

@@ -125,8 +125,14 @@ variable "enforce_worker_only_writes" {
   default     = true
 }
 
+variable "enforce_staging_tiers" {
+  description = "Add bucket policy statements that deny putting under staging/{tier}/ to every principal except the runner roles of that tier or above (the roles this module attaches runner policies to: runner_role_names, the instance profile's role, the github_oidc roles), the worker task role and cas_writer_principal_arns. Promote trusts the tier in a staging key, so this keeps a runner role that has broad S3 permissions of its own from staging under a higher tier. A role you attach a runner_policy_arns policy to yourself is refused by it: list it in runner_role_names instead."
+  type        = bool
+  default     = true
+}
+
 variable "cas_writer_principal_arns" {
-  description = "Extra IAM role/user ARNs (break-glass operators, a migration job) allowed past the enforce_worker_only_writes denies. Keep empty normally."
+  description = "Extra IAM role/user ARNs (break-glass operators, a migration job) allowed past the enforce_worker_only_writes and enforce_staging_tiers denies. Keep empty normally."
   type        = list(string)
   default     = []
 
@@ -191,32 +197,70 @@ variable "queue_retention_seconds" {
 
 # --- runner access ------------------------------------------------------------
 
+# Trust tiers, lowest first: untrusted < pull-request < branch < protected.
+# A runner role of tier T may stage uploads under staging/{t}/ for t <= T, and
+# promote accepts from staging/{t}/ only what tier t may write: protected any
+# ref; branch any ref but the default branch; pull-request and untrusted only
+# refs/pull/*. docs/deploy.md, "Runner trust tiers".
+
 variable "create_runner_instance_profile" {
-  description = "Create an EC2 role + instance profile (self-runners-cache-runner-{stage}) carrying the runner policy, for self-hosted runners on EC2."
+  description = "Create an EC2 role + instance profile (self-runners-cache-runner-{stage}) carrying the runner policy of runner_instance_tier, for self-hosted runners on EC2."
   type        = bool
   default     = true
 }
 
+variable "runner_instance_tier" {
+  description = "Trust tier of the instance profile's role: untrusted, pull-request, branch or protected (the default). The role may stage under this tier and every lower one. An instance role is shared by every job that runs on the instance, so the tier is the fleet's, not the job's: a fleet that also runs pull requests from forks must be split into tiers, one fleet per tier, e.g. this profile (protected) for pushes to the default branch and tags, and a separate fleet whose role is listed under runner_role_names[\"pull-request\"] for pull requests. Never launch runners that pick up fork pull requests with a protected or branch profile: any job on them could stage entries for the default branch."
+  type        = string
+  default     = "protected"
+
+  validation {
+    condition     = contains(["untrusted", "pull-request", "branch", "protected"], var.runner_instance_tier)
+    error_message = "runner_instance_tier must be one of untrusted, pull-request, branch, protected."
+  }
+}
+
 variable "runner_role_names" {
-  description = "Names of existing IAM roles (your runners' current instance or pod roles) to attach the runner policy (and KMS policy) to."
-  type        = list(string)
-  default     = []
+  description = "Existing IAM roles (your runners' current instance or pod roles) by trust tier, e.g. { protected = [\"ci-main-runners\"], pull-request = [\"ci-pr-runners\"] }: each role gets its tier's runner policy (and the KMS policy). Keys are tiers (untrusted, pull-request, branch, protected); a role may appear under one tier only. The same rule as runner_instance_tier applies: every job a role serves runs with the role's tier."
+  type        = map(list(string))
+  default     = {}
+
+  validation {
+    condition     = alltrue([for tier in keys(var.runner_role_names) : contains(["untrusted", "pull-request", "branch", "protected"], tier)])
+    error_message = "runner_role_names keys must be trust tiers: untrusted, pull-request, branch, protected."
+  }
+
+  validation {
+    condition     = length(flatten(values(var.runner_role_names))) == length(distinct(flatten(values(var.runner_role_names))))
+    error_message = "A role may appear under one runner_role_names tier only (its tier is the highest it will ever need)."
+  }
+
+  validation {
+    condition     = alltrue([for n in flatten(values(var.runner_role_names)) : can(regex("^[A-Za-z0-9+=,.@_-]{1,64}$", n))])
+    error_message = "runner_role_names must hold role names (not ARNs): 1-64 characters of A-Z, a-z, 0-9 and +=,.@_-."
+  }
 }
 
 variable "github_oidc" {
   description = <<-EOT
     GitHub Actions OIDC roles for runners. roles maps a short role suffix to
-    the token subjects allowed to assume it, e.g.
-      { trusted = ["repo:my-org/my-repo:ref:refs/heads/main"],
-        pr      = ["repo:my-org/my-repo:pull_request"] }
-    creating self-runners-cache-runner-{suffix}-{stage}. Separate roles per
-    trust level let the promote worker tell them apart by the SQS SenderId.
-    Give the account's existing GitHub provider in provider_arn, or set
-    create_provider = true when the account has none (an account can hold only
-    one provider for token.actions.githubusercontent.com).
+    the role's trust tier and the token subjects allowed to assume it, e.g.
+      { main = { tier = "protected",    subjects = ["repo:my-org/my-repo:ref:refs/heads/main"] },
+        pr   = { tier = "pull-request", subjects = ["repo:my-org/my-repo:pull_request"] } }
+    creating self-runners-cache-runner-{suffix}-{stage} with the runner policy
+    of its tier (untrusted, pull-request, branch or protected). The subjects
+    decide which jobs get the tier: a branch or protected role must not
+    admit pull_request subjects (validated: no subject ending in
+    ":pull_request", and no wildcard subject that does not pin ":ref:" or
+    ":environment:"). Give the account's existing GitHub provider in
+    provider_arn, or set create_provider = true when the account has none (an
+    account can hold only one provider for token.actions.githubusercontent.com).
   EOT
   type = object({
-    roles           = optional(map(list(string)), {})
+    roles = optional(map(object({
+      tier     = string
+      subjects = list(string)
+    })), {})
     provider_arn    = optional(string)
     create_provider = optional(bool, false)
   })
@@ -231,12 +275,33 @@ variable "github_oidc" {
     # Every subject must pin at least the owner: "repo:my-org/..." – never a
     # bare "*" that would let any GitHub repository assume the role.
     condition = alltrue(flatten([
-      for subjects in values(var.github_oidc.roles) : concat(
-        [length(subjects) > 0],
-        [for s in subjects : can(regex("^repo:[A-Za-z0-9_.-]+/[^\\s]+$", s))]
+      for r in values(var.github_oidc.roles) : concat(
+        [length(r.subjects) > 0],
+        [for s in r.subjects : can(regex("^repo:[A-Za-z0-9_.-]+/[^\\s]+$", s))]
       )
     ]))
     error_message = "Each github_oidc role needs at least one subject, and every subject must start with repo:<owner>/ (for example repo:my-org/my-repo:ref:refs/heads/main or repo:my-org/*)."
+  }
+
+  validation {
+    condition     = alltrue([for r in values(var.github_oidc.roles) : contains(["untrusted", "pull-request", "branch", "protected"], r.tier)])
+    error_message = "Each github_oidc role's tier must be one of untrusted, pull-request, branch, protected."
+  }
+
+  validation {
+    # A pull_request job's subject is repo:OWNER/REPO:pull_request, for a
+    # fork's pull request too. A branch or protected role that admits it would
+    # let a pull request stage entries for branches.
+    condition = alltrue(flatten([
+      for r in values(var.github_oidc.roles) : [
+        for s in r.subjects :
+        !contains(["branch", "protected"], r.tier) || (
+          !endswith(s, ":pull_request") &&
+          (!strcontains(s, "*") && !strcontains(s, "?") || strcontains(s, ":ref:") || strcontains(s, ":environment:"))
+        )
+      ]
+    ]))
+    error_message = "github_oidc roles of tier branch or protected must not admit pull request jobs: no subject ending in :pull_request, and wildcard subjects must pin :ref: or :environment: (e.g. repo:my-org/my-repo:ref:refs/heads/*, not repo:my-org/my-repo:*)."
   }
 
   validation {

@@ -17,7 +17,7 @@
 
 locals {
   # The configuration contract: exactly the variables runcache reads
-  # (outputs.tf hands the same block to runners).
+  # (outputs.tf hands the same block to runners, with RUNCACHE_MAX_TRUST).
   runcache_env = {
     RUNCACHE_BACKEND           = "aws"
     RUNCACHE_STAGE             = var.stage
@@ -29,6 +29,17 @@ locals {
     RUNCACHE_ACCESSED_QUEUE    = aws_sqs_queue.main["accessed"].name
     RUNCACHE_INVALIDATE_QUEUE  = aws_sqs_queue.main["invalidate"].name
     RUNCACHE_METRICS_NAMESPACE = local.names.metrics_namespace
+  }
+
+  # Runners also get RUNCACHE_MAX_TRUST, their role's tier: the producer
+  # stages under min(trust of the job, RUNCACHE_MAX_TRUST), so an honest
+  # runner never asks for a staging/ prefix its credentials cannot write.
+  # Workers have no tier and do not get it.
+  runner_env_by_tier = {
+    for tier in local.runner_tiers : tier => merge(local.runcache_env, { RUNCACHE_MAX_TRUST = tier })
+  }
+  runner_env_files = {
+    for tier, env in local.runner_env_by_tier : tier => join("", [for k in sort(keys(env)) : "${k}=${env[k]}\n"])
   }
 
   # The root filesystem is read-only; scratch space is the /tmp volume.

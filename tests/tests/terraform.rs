@@ -1,22 +1,54 @@
 //! Static checks of `terraform/`, which cannot be planned here: the IAM
 //! policy templates, rendered and evaluated, keep runners out of everything
-//! but staging; and every name the code relies on appears in the module.
+//! but staging, and each runner trust tier out of higher tiers' staging
+//! prefixes; and every name the code relies on appears in the module.
 
 use std::{collections::BTreeMap, fs, path::PathBuf};
 
+use runcache_infra::names::STAGING_PREFIX;
+use runcache_schemas::TrustLevel;
 use serde_json::Value;
 
 fn terraform_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../terraform")
 }
 
+fn example_values() -> BTreeMap<String, String> {
+    let path = terraform_dir().join("policies/example-values.json");
+    serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap()
+}
+
 /// Renders `policies/{name}.json.tftpl` with `example-values.json`, by the
 /// plain `${name}` substitution the module's `templatefile` amounts to.
 fn policy(name: &str) -> Value {
+    render(name, example_values())
+}
+
+/// The runner policy of `tier`: the example values, with
+/// `runner_staging_resources` as `iam.tf` computes it for that tier.
+fn runner_policy(tier: TrustLevel) -> Value {
+    let mut values = example_values();
+    values.insert(
+        "runner_staging_resources".into(),
+        staging_resources(&values["bucket_arn"], tier),
+    );
+    render("runner", values)
+}
+
+/// policies/README.md's rule for `runner_staging_resources`: a JSON array
+/// of `{bucket_arn}/staging/{t}/*` for every tier `t <= tier`, lowest first
+/// (iam.tf: `jsonencode([for t in allowed : "${...arn}/staging/${t}/*"])`).
+fn staging_resources(bucket_arn: &str, tier: TrustLevel) -> String {
+    let resources: Vec<String> = TrustLevel::ALL
+        .iter()
+        .filter(|t| **t <= tier)
+        .map(|t| format!("{bucket_arn}/{STAGING_PREFIX}{t}/*"))
+        .collect();
+    serde_json::to_string(&resources).unwrap()
+}
+
+fn render(name: &str, values: BTreeMap<String, String>) -> Value {
     let dir = terraform_dir().join("policies");
-    let values: BTreeMap<String, String> =
-        serde_json::from_str(&fs::read_to_string(dir.join("example-values.json")).unwrap())
-            .unwrap();
     let mut text = fs::read_to_string(dir.join(format!("{name}.json.tftpl"))).unwrap();
     for (k, v) in &values {
         text = text.replace(&format!("${{{k}}}"), v);
@@ -78,12 +110,28 @@ const PROVENANCE: &str =
     "arn:aws:dynamodb:us-east-1:123456789012:table/self-runners-artifact-provenance-dev";
 const QUEUE: &str = "arn:aws:sqs:us-east-1:123456789012:self-runners-cache-";
 
+/// `staging/{tier}/{upload_id}`.
+fn staged(tier: TrustLevel, upload_id: &str) -> String {
+    format!("{BUCKET}/{STAGING_PREFIX}{tier}/{upload_id}")
+}
+
 #[test]
-fn runners_may_stage_and_read_but_never_write_the_cas_index_or_provenance() {
-    let runner = policy("runner");
+fn runners_of_every_tier_may_stage_and_read_but_never_write_the_cas_index_or_provenance() {
+    for tier in TrustLevel::ALL {
+        runner_stays_out_of_the_cas_index_and_provenance(tier);
+    }
+}
+
+fn runner_stays_out_of_the_cas_index_and_provenance(tier: TrustLevel) {
+    let runner = runner_policy(tier);
     let obj = |k: &str| format!("{BUCKET}/{k}");
-    assert!(allows(&runner, "s3:PutObject", &obj("staging/0190-upload")));
+    assert!(
+        allows(&runner, "s3:PutObject", &staged(tier, "0190-upload")),
+        "{tier} runner cannot stage under its own tier"
+    );
     assert!(allows(&runner, "s3:GetObject", &obj("artifacts/abc")));
+    assert!(allows(&runner, "s3:GetObject", &obj("metadata/abc.json")));
+    assert!(allows(&runner, "dynamodb:GetItem", PROVENANCE));
     assert!(allows(&runner, "dynamodb:Query", INDEX));
     assert!(allows(
         &runner,
@@ -99,13 +147,16 @@ fn runners_may_stage_and_read_but_never_write_the_cas_index_or_provenance() {
         "artifacts/abc",
         "metadata/abc.json",
         "quarantine/u1",
+        "quarantine/promoting/u1",
         "other/x",
         "staging",
     ] {
-        assert!(
-            !allows(&runner, "s3:PutObject", &obj(key)),
-            "runner may put {key}"
-        );
+        for action in ["s3:PutObject", "s3:AbortMultipartUpload"] {
+            assert!(
+                !allows(&runner, action, &obj(key)),
+                "{tier} runner may {action} {key}"
+            );
+        }
     }
     for action in [
         "s3:DeleteObject",
@@ -113,10 +164,15 @@ fn runners_may_stage_and_read_but_never_write_the_cas_index_or_provenance() {
         "s3:PutObjectAcl",
         "s3:PutBucketPolicy",
     ] {
-        for key in ["staging/u1", "artifacts/abc", "metadata/abc.json"] {
+        for key in [
+            staged(tier, "u1"),
+            staged(TrustLevel::Untrusted, "u1"),
+            obj("artifacts/abc"),
+            obj("metadata/abc.json"),
+        ] {
             assert!(
-                !allows(&runner, action, &obj(key)),
-                "runner may {action} {key}"
+                !allows(&runner, action, &key),
+                "{tier} runner may {action} {key}"
             );
         }
     }
@@ -130,7 +186,7 @@ fn runners_may_stage_and_read_but_never_write_the_cas_index_or_provenance() {
         ] {
             assert!(
                 !allows(&runner, action, table),
-                "runner may {action} on {table}"
+                "{tier} runner may {action} on {table}"
             );
         }
     }
@@ -140,8 +196,14 @@ fn runners_may_stage_and_read_but_never_write_the_cas_index_or_provenance() {
             "sqs:SendMessage",
             &format!("{QUEUE}invalidate-dev")
         ),
-        "runner may invalidate"
+        "{tier} runner may invalidate"
     );
+    for q in ["staged-dev-dlq", "accessed-dev-dlq", "invalidate-dev-dlq"] {
+        assert!(
+            !allows(&runner, "sqs:SendMessage", &format!("{QUEUE}{q}")),
+            "{tier} runner may send to {q}"
+        );
+    }
     for q in [
         "staged-dev",
         "accessed-dev",
@@ -151,9 +213,101 @@ fn runners_may_stage_and_read_but_never_write_the_cas_index_or_provenance() {
         for action in ["sqs:DeleteMessage", "sqs:ReceiveMessage", "sqs:PurgeQueue"] {
             assert!(
                 !allows(&runner, action, &format!("{QUEUE}{q}")),
-                "runner may {action} on {q}"
+                "{tier} runner may {action} on {q}"
             );
         }
+    }
+}
+
+/// The fix for cache poisoning by claim: promote trusts the tier in the
+/// staging key, so a runner of tier T must be able to write
+/// `staging/{t}/...` exactly for `t <= T` (a protected runner running a pull
+/// request job stages under pull-request/), and nothing else under staging/.
+#[test]
+fn each_runner_tier_stages_only_under_its_own_and_lower_tiers() {
+    let actions = [
+        "s3:PutObject",
+        "s3:AbortMultipartUpload",
+        "s3:ListMultipartUploadParts",
+    ];
+    for tier in TrustLevel::ALL {
+        let runner = runner_policy(tier);
+        for target in TrustLevel::ALL {
+            for action in actions {
+                assert_eq!(
+                    allows(&runner, action, &staged(target, "0190-upload")),
+                    target <= tier,
+                    "{tier} runner: {action} under staging/{target}/"
+                );
+            }
+        }
+        // The old flat layout, and anything that is not a tier's prefix.
+        for key in [
+            "staging/0190-upload",
+            "staging/x",
+            "staging/",
+            "staging/admin/x",
+            "staging/pull-requests/x",
+            "staging/protectedx/y",
+            "staging/Protected/x",
+            "staging/untrusted",
+            "staging/protected",
+        ] {
+            for action in actions {
+                assert!(
+                    !allows(&runner, action, &format!("{BUCKET}/{key}")),
+                    "{tier} runner may {action} {key}"
+                );
+            }
+        }
+    }
+    // Spelled out for the case that motivated the tiers.
+    let pr = runner_policy(TrustLevel::PullRequest);
+    for key in ["staging/protected/x", "staging/branch/x", "staging/x"] {
+        assert!(
+            !allows(&pr, "s3:PutObject", &format!("{BUCKET}/{key}")),
+            "a pull-request runner may put {key}"
+        );
+    }
+    assert!(allows(
+        &pr,
+        "s3:PutObject",
+        &staged(TrustLevel::PullRequest, "x")
+    ));
+    assert!(allows(
+        &pr,
+        "s3:PutObject",
+        &staged(TrustLevel::Untrusted, "x")
+    ));
+}
+
+/// The rule holds without relying on a Deny: the staging Allow of tier T
+/// names only the prefixes of tiers <= T (policies/README.md, "holds the
+/// invariant twice"), and example-values.json follows the rule.
+#[test]
+fn runner_staging_resources_follow_the_documented_rule() {
+    let values = example_values();
+    assert_eq!(
+        values["runner_staging_resources"],
+        staging_resources(&values["bucket_arn"], TrustLevel::PullRequest),
+        "example-values.json runner_staging_resources is not the pull-request tier's value"
+    );
+    for tier in TrustLevel::ALL {
+        let runner = runner_policy(tier);
+        let staging_allows: Vec<String> = runner["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["Effect"] == "Allow")
+            .flat_map(|s| as_list(&s["Resource"]))
+            .filter(|r| r.starts_with(&format!("{BUCKET}/{STAGING_PREFIX}")))
+            .collect();
+        let expected: Vec<String> = TrustLevel::ALL
+            .iter()
+            .filter(|t| **t <= tier)
+            .map(|t| format!("{BUCKET}/{STAGING_PREFIX}{t}/*"))
+            .collect();
+        assert_eq!(staging_allows, expected, "{tier} runner's staging Allow");
     }
 }
 
@@ -270,7 +424,36 @@ fn terraform_uses_the_names_the_code_uses() {
         "RUNCACHE_ACCESSED_QUEUE",
         "RUNCACHE_INVALIDATE_QUEUE",
         "RUNCACHE_METRICS_NAMESPACE",
+        "RUNCACHE_MAX_TRUST",
     ] {
         assert!(tf.contains(env), "terraform outputs lack {env}");
     }
+}
+
+/// The module's tiers are the code's, in the code's order (lowest first),
+/// and iam.tf builds the staging resources as `runner_policy` does.
+#[test]
+fn terraform_runner_tiers_are_the_codes_trust_levels() {
+    let tf = module_text();
+    let list = TrustLevel::ALL
+        .iter()
+        .map(|t| format!("\"{t}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    assert!(
+        tf.contains(&format!("runner_tiers = [{list}]")),
+        "iam.tf's runner_tiers is not [{list}]"
+    );
+    // Every validation of a tier variable lists the same tiers.
+    let validations = tf.matches(&format!("contains([{list}]")).count();
+    assert!(
+        validations >= 3,
+        "expected the tier validations of runner_role_names, runner_instance_tier and github_oidc to list [{list}], found {validations}"
+    );
+    assert!(
+        tf.contains(&format!(
+            "\"${{aws_s3_bucket.artifacts.arn}}/{STAGING_PREFIX}${{t}}/*\""
+        )),
+        "iam.tf does not build the runner staging resources as {{bucket_arn}}/{STAGING_PREFIX}{{tier}}/*"
+    );
 }

@@ -55,9 +55,24 @@ module "runcache" {
     invalidate = { min_count = 0, max_count = 1 }
   }
 
+  # Runner trust tiers (docs/deploy.md, "Runner trust tiers"). The instance
+  # profile's fleet is protected: launch only runners that never pick up
+  # pull requests with it. A fleet that runs pull requests gets a role of
+  # its own under the pull-request tier, e.g.
+  #   runner_role_names = { pull-request = ["ci-pr-runners"] }
+  # and the runner_env_file_by_tier["pull-request"] environment.
+  runner_instance_tier = "protected"
+
+  # OIDC: pushes to main get the protected role, pull requests (forks
+  # included) the pull-request role. Jobs pick the role that matches their
+  # trigger (role-to-assume); a job whose subject does not match cannot
+  # assume the role at all.
   github_oidc = {
-    roles        = length(var.github_oidc_subjects) > 0 ? { ci = var.github_oidc_subjects } : {}
-    provider_arn = length(var.github_oidc_subjects) > 0 ? var.github_oidc_provider_arn : null
+    roles = var.github_repository == null ? {} : {
+      main = { tier = "protected", subjects = ["repo:${var.github_repository}:ref:refs/heads/main"] }
+      pr   = { tier = "pull-request", subjects = ["repo:${var.github_repository}:pull_request"] }
+    }
+    provider_arn = var.github_repository == null ? null : var.github_oidc_provider_arn
   }
 
   alarm_sns_topic_arn = var.alarm_sns_topic_arn

@@ -4,8 +4,18 @@ output "runner_env" {
 }
 
 output "runner_env_file" {
-  description = "runner_env as KEY=value lines."
+  description = "runner_env as KEY=value lines (RUNCACHE_MAX_TRUST = the instance profile's tier, protected)."
   value       = module.runcache.runner_env_file
+}
+
+output "runner_env_file_by_tier" {
+  description = "The runner environment per trust tier: give a fleet the block of its role's tier."
+  value       = module.runcache.runner_env_file_by_tier
+}
+
+output "runner_role_tiers" {
+  description = "Runner roles and their trust tiers."
+  value       = module.runcache.runner_role_tiers
 }
 
 output "runner_instance_profile_name" {
@@ -24,7 +34,7 @@ output "admin_policy_arn" {
 }
 
 output "kms_policy_arn" {
-  description = "Attach beside admin_policy_arn or runner_policy_arn on roles the module did not create."
+  description = "Attach beside admin_policy_arn on roles the module did not create (runner roles: use runner_role_names, which attaches it)."
   value       = module.runcache.kms_policy_arn
 }
 

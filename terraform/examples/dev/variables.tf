@@ -19,14 +19,19 @@ variable "subnet_ids" {
   type        = list(string)
 }
 
-variable "github_oidc_subjects" {
-  description = "GitHub OIDC subjects allowed to assume the dev runner role, e.g. [\"repo:my-org/my-repo:*\"]. Empty: no OIDC role."
-  type        = list(string)
-  default     = []
+variable "github_repository" {
+  description = "GitHub repository (owner/name) whose jobs may use the dev cache through OIDC: pushes to main get the protected role self-runners-cache-runner-main-dev, pull requests the pull-request role self-runners-cache-runner-pr-dev. Null: no OIDC roles."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.github_repository == null || can(regex("^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", coalesce(var.github_repository, "x/x")))
+    error_message = "github_repository must be owner/name, without wildcards."
+  }
 }
 
 variable "github_oidc_provider_arn" {
-  description = "ARN of the account's token.actions.githubusercontent.com OIDC provider (needed with github_oidc_subjects)."
+  description = "ARN of the account's token.actions.githubusercontent.com OIDC provider (needed with github_repository)."
   type        = string
   default     = null
 }
