@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod names;
 pub mod provenance;
 pub mod queue;
+pub mod telemetry;
 
 pub use backend::Backend;
 pub use blob::{BlobMeta, BlobReader, BlobStore, ListPage};

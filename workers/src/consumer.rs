@@ -5,6 +5,10 @@
 //! unsupported messages are dead-lettered with the reason; nothing a message
 //! contains can crash the loop.
 //!
+//! Tracing: the message's span is a child of the sender's span (its W3C
+//! `traceparent` attribute), so with OpenTelemetry export on, one trace
+//! runs from the producer through every worker that handles its events.
+//!
 //! Shutdown: when the token is cancelled, intake stops and in-flight
 //! handlers finish (bounded by `shutdown_grace`); anything unfinished simply
 //! becomes visible again, which is safe because handlers are idempotent.
@@ -12,7 +16,7 @@
 use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use runcache_infra::{queue::ATTR_TRACEPARENT, EventQueue, ReceivedMessage, StoreError};
+use runcache_infra::{queue::ATTR_TRACEPARENT, telemetry, EventQueue, ReceivedMessage, StoreError};
 use runcache_schemas::Event;
 use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -24,8 +28,13 @@ tokio::task_local! {
 }
 
 /// A traceparent for an event emitted while handling the current message:
-/// a child span of its trace, or a new trace outside a handler.
+/// the current span when it is exported to OpenTelemetry (so the consumer of
+/// the event continues from it), else a child span of the message's trace,
+/// or a new trace outside a handler.
 pub fn child_traceparent() -> String {
+    if let Some(current) = telemetry::current_traceparent() {
+        return current;
+    }
     let parent = TRACEPARENT.try_with(|p| p.clone()).ok();
     runcache_infra::queue::trace::child_of(parent.as_deref())
 }
@@ -200,8 +209,12 @@ async fn consume(
                 message_id = %message.id,
                 receive_count = message.receive_count,
                 schema = message.attributes.get("schema").map(String::as_str).unwrap_or(""),
-                traceparent = message.attributes.get("traceparent").map(String::as_str).unwrap_or(""),
+                traceparent = message.attributes.get(ATTR_TRACEPARENT).map(String::as_str).unwrap_or(""),
             );
+            // Join the sender's trace (OpenTelemetry export; a no-op without).
+            if let Some(parent) = message.attributes.get(ATTR_TRACEPARENT) {
+                telemetry::set_remote_parent(&span, parent);
+            }
             tasks.spawn(
                 async move {
                     let outcome = handle_one(&*queue, &*handler, &cfg, &message).await;

@@ -7,7 +7,11 @@ use std::{process::ExitCode, time::Duration};
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
-use runcache_infra::{config::Config, Backend};
+use runcache_infra::{
+    config::Config,
+    telemetry::{self, LogFormat},
+    Backend,
+};
 use runcache_worker::{serve, Mode, ServiceOptions, ServiceReport};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -42,6 +46,18 @@ struct Cli {
     /// Configuration file (default: $RUNCACHE_CONFIG, else ./runcache.toml).
     #[arg(long)]
     config: Option<std::path::PathBuf>,
+    /// Log lines on stderr: `plain`, or `json` (one object per line). Which
+    /// lines: `RUNCACHE_LOG` (e.g. `info`, `debug,aws_smithy_runtime=warn`).
+    /// Spans are also exported to OpenTelemetry when
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` is set (OTLP over HTTP).
+    #[arg(long, value_enum, env = "RUNCACHE_LOG_FORMAT", default_value_t = LogFormatArg::Plain)]
+    log_format: LogFormatArg,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Plain,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -72,12 +88,15 @@ impl From<CliMode> for Mode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUNCACHE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    // Flushes exported spans when dropped, after the runtime (declared
+    // later) has stopped.
+    let _telemetry = telemetry::init_with(telemetry::Settings {
+        log_format: match cli.log_format {
+            LogFormatArg::Plain => LogFormat::Plain,
+            LogFormatArg::Json => LogFormat::Json,
+        },
+        ..telemetry::Settings::new("runcache-worker")
+    });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -1,5 +1,5 @@
-//! The whole worker side, through the queues and the service modes, on the
-//! local backend with a `ManualClock`: a staged upload is promoted, a
+//! The whole worker side, through the queues and the service modes, on both
+//! backends with a `ManualClock`: a staged upload is promoted, a
 //! restore's access event is counted, an invalidation hides the entry, and
 //! the sweep deletes the now-unreferenced blob once the grace period is
 //! over. Then `all` runs until shutdown and stops cleanly.
@@ -19,6 +19,11 @@ use runcache_schemas::{
 };
 use runcache_worker::{serve, sweep::PENDING_PREFIX, Mode, ServiceOptions};
 use support::*;
+
+crate::backend_tests!(
+    save_promote_access_invalidate_and_sweep,
+    all_runs_until_shutdown_and_stops_cleanly,
+);
 use tokio_util::sync::CancellationToken;
 
 fn options(e: &Env) -> ServiceOptions {
@@ -47,9 +52,7 @@ async fn metric(e: &Env, name: &str) -> f64 {
         .sum
 }
 
-#[tokio::test]
-async fn save_promote_access_invalidate_and_sweep() {
-    let e = env();
+async fn save_promote_access_invalidate_and_sweep(e: Env) {
     let bytes = b"a zstd tar, as far as the workers care".to_vec();
 
     // save: upload to staging/, announce on the staged queue.
@@ -200,9 +203,7 @@ async fn save_promote_access_invalidate_and_sweep() {
     );
 }
 
-#[tokio::test]
-async fn all_runs_until_shutdown_and_stops_cleanly() {
-    let e = env();
+async fn all_runs_until_shutdown_and_stops_cleanly(e: Env) {
     let bytes = b"served".to_vec();
     let ev = staged("u-live", &bytes, "k", &main_scope(), e.now());
     stage(&e.backend, &ev, &bytes).await;

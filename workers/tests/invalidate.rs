@@ -1,4 +1,4 @@
-//! invalidate's invariants: matched entries are hidden from restores at
+//! invalidate's invariants, on both backends: matched entries are hidden from restores at
 //! once, every one gets exactly one audit record however often the request
 //! is delivered or wherever a delivery crashed, an empty selector is
 //! dead-lettered, and selectors combine with AND.
@@ -18,6 +18,14 @@ use runcache_worker::{
     ConsumerConfig, Invalidator,
 };
 use support::*;
+
+crate::backend_tests!(
+    an_invalidation_hides_the_matched_entries_from_restores_at_once,
+    an_empty_selector_is_dead_lettered,
+    redelivery_leaves_one_audit_record_per_entry,
+    a_crash_after_any_invalidate_step_then_redelivery_ends_consistent,
+    selectors_combine_with_and,
+);
 
 fn request(
     id: &str,
@@ -52,9 +60,7 @@ async fn invalidation_audits(e: &Env) -> Vec<runcache_schemas::AuditRecord> {
         .collect()
 }
 
-#[tokio::test]
-async fn an_invalidation_hides_the_matched_entries_from_restores_at_once() {
-    let e = env();
+async fn an_invalidation_hides_the_matched_entries_from_restores_at_once(e: Env) {
     let pr = Scope::new(REPO, "refs/pull/3/merge");
     save(&e, "u1", "deps-linux-1", &main_scope(), b"one").await;
     save(&e, "u2", "deps-linux-2", &pr, b"two").await;
@@ -129,9 +135,7 @@ async fn an_invalidation_hides_the_matched_entries_from_restores_at_once() {
     assert_eq!(outcomes.len(), 2);
 }
 
-#[tokio::test]
-async fn an_empty_selector_is_dead_lettered() {
-    let e = env();
+async fn an_empty_selector_is_dead_lettered(e: Env) {
     save(&e, "u1", "k", &main_scope(), b"bytes").await;
     for selector in [
         InvalidationSelector::default(),
@@ -167,9 +171,7 @@ async fn an_empty_selector_is_dead_lettered() {
     assert!(invalidation_audits(&e).await.is_empty());
 }
 
-#[tokio::test]
-async fn redelivery_leaves_one_audit_record_per_entry() {
-    let e = env();
+async fn redelivery_leaves_one_audit_record_per_entry(e: Env) {
     for i in 0..3 {
         save(
             &e,
@@ -218,11 +220,13 @@ async fn redelivery_leaves_one_audit_record_per_entry() {
     assert_eq!(invalidation_audits(&e).await.len(), 3);
 }
 
-#[tokio::test]
-async fn a_crash_after_any_invalidate_step_then_redelivery_ends_consistent() {
+async fn a_crash_after_any_invalidate_step_then_redelivery_ends_consistent(first: Env) {
     let mut covered = 0;
+    let mut e = first;
     for fail_at in 1.. {
-        let e = env();
+        if fail_at > 1 {
+            e = e.another().await;
+        }
         save(&e, "u1", "deps-a", &main_scope(), b"a").await;
         save(&e, "u2", "deps-b", &main_scope(), b"b").await;
         take_events(&*e.backend.accessed).await;
@@ -261,9 +265,7 @@ async fn a_crash_after_any_invalidate_step_then_redelivery_ends_consistent() {
     assert!(covered >= 6, "covered {covered} write steps");
 }
 
-#[tokio::test]
-async fn selectors_combine_with_and() {
-    let e = env();
+async fn selectors_combine_with_and(e: Env) {
     let feature = Scope::new(REPO, "refs/heads/feature");
     save(&e, "u1", "deps-1", &main_scope(), b"1").await;
     save(&e, "u2", "deps-2", &feature, b"2").await;

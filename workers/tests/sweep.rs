@@ -1,4 +1,4 @@
-//! sweep's invariants on the local backend with a `ManualClock`: TTL and
+//! sweep's invariants, on both backends with a `ManualClock`: TTL and
 //! quota eviction (a flood of pull-request entries never evicts the default
 //! branch), every eviction audited, unreferenced blobs deleted only after
 //! the grace period, referenced blobs never, including while a promotion
@@ -16,6 +16,24 @@ use runcache_worker::{
     Outcome,
 };
 use support::*;
+
+crate::backend_tests!(
+    entries_idle_past_the_ttl_are_evicted_and_audited,
+    a_flood_of_pull_request_entries_cannot_evict_default_branch_entries,
+    the_default_branch_alone_over_quota_evicts_its_own_least_recently_used,
+    a_referenced_blob_is_never_deleted,
+    a_blob_shared_by_a_live_and_an_invalidated_entry_stays,
+    an_unreferenced_blob_is_deleted_only_after_the_grace_period,
+    stale_staging_objects_and_expired_records_are_removed,
+    a_promotion_between_the_listing_and_the_unlink_keeps_its_blob,
+    a_promotion_right_after_the_unlink_keeps_its_blob,
+    a_promotion_that_saw_the_blob_but_inserts_after_the_sweep_confirmed_keeps_it,
+    a_promotion_that_inserts_between_the_unlink_and_the_confirmation_keeps_it,
+    a_promotion_during_the_confirming_scan_keeps_its_blob,
+    a_crash_after_any_sweep_step_is_resumed_by_the_next_run,
+    a_sweep_that_dies_before_confirming_leaves_a_copy_the_next_run_rescues,
+    a_vanished_blob_whose_staged_bytes_were_swapped_takes_the_new_entry_out_of_service,
+);
 
 fn cfg(e: &Env) -> SweepConfig {
     SweepConfig::from_config(&e.config, "test-sweeper")
@@ -50,9 +68,7 @@ fn metadata(entry: &runcache_schemas::IndexEntry) -> String {
 
 // ---- TTL ------------------------------------------------------------------
 
-#[tokio::test]
-async fn entries_idle_past_the_ttl_are_evicted_and_audited() {
-    let e = env();
+async fn entries_idle_past_the_ttl_are_evicted_and_audited(e: Env) {
     let idle = save(&e, "u1", "idle", &main_scope(), b"idle bytes").await;
     let used = save(&e, "u2", "used", &main_scope(), b"used bytes").await;
     take_events(&*e.backend.accessed).await;
@@ -127,9 +143,7 @@ fn tiers_put_low_trust_first_and_the_trusted_default_branch_last() {
     );
 }
 
-#[tokio::test]
-async fn a_flood_of_pull_request_entries_cannot_evict_default_branch_entries() {
-    let e = env();
+async fn a_flood_of_pull_request_entries_cannot_evict_default_branch_entries(e: Env) {
     let t0 = e.now();
     // 6 GB on main, used long ago (least recently used of all).
     for i in 0..6 {
@@ -223,9 +237,7 @@ async fn a_flood_of_pull_request_entries_cannot_evict_default_branch_entries() {
         && !a.cache_key.as_deref().unwrap().starts_with("main-")));
 }
 
-#[tokio::test]
-async fn the_default_branch_alone_over_quota_evicts_its_own_least_recently_used() {
-    let e = env();
+async fn the_default_branch_alone_over_quota_evicts_its_own_least_recently_used(e: Env) {
     for i in 0..4 {
         e.advance(Duration::from_secs(60));
         let en = entry(
@@ -303,9 +315,7 @@ fn quota_victims_never_include_the_trusted_default_branch_unless_it_alone_is_ove
 
 // ---- unreferenced blobs -----------------------------------------------------
 
-#[tokio::test]
-async fn a_referenced_blob_is_never_deleted() {
-    let e = env();
+async fn a_referenced_blob_is_never_deleted(e: Env) {
     let live = save(&e, "u1", "k", &main_scope(), b"keep me").await;
     e.advance(days(30));
     let report = sweep(&e.backend, &cfg(&e)).await.unwrap();
@@ -314,9 +324,7 @@ async fn a_referenced_blob_is_never_deleted() {
     assert!(exists(&e.backend, &metadata(&live)).await);
 }
 
-#[tokio::test]
-async fn a_blob_shared_by_a_live_and_an_invalidated_entry_stays() {
-    let e = env();
+async fn a_blob_shared_by_a_live_and_an_invalidated_entry_stays(e: Env) {
     let a = save(&e, "u1", "a", &main_scope(), b"shared").await;
     let _b = save(&e, "u2", "b", &main_scope(), b"shared").await;
     invalidate(&e, &a).await;
@@ -325,9 +333,7 @@ async fn a_blob_shared_by_a_live_and_an_invalidated_entry_stays() {
     assert!(exists(&e.backend, &artifact(&a)).await);
 }
 
-#[tokio::test]
-async fn an_unreferenced_blob_is_deleted_only_after_the_grace_period() {
-    let e = env();
+async fn an_unreferenced_blob_is_deleted_only_after_the_grace_period(e: Env) {
     let gone = save(&e, "u1", "k", &main_scope(), b"soon unreferenced").await;
     invalidate(&e, &gone).await;
 
@@ -357,9 +363,7 @@ async fn an_unreferenced_blob_is_deleted_only_after_the_grace_period() {
     assert_eq!((again.blobs_deleted, again.blobs_rescued), (0, 0));
 }
 
-#[tokio::test]
-async fn stale_staging_objects_and_expired_records_are_removed() {
-    let e = env();
+async fn stale_staging_objects_and_expired_records_are_removed(e: Env) {
     put_bytes(&e.backend, "staging/abandoned", b"never announced").await;
     let old = save(&e, "u1", "k", &main_scope(), b"bytes").await;
     invalidate(&e, &old).await;
@@ -440,9 +444,7 @@ async fn promote_while_sweep_is_held(
     task.await.unwrap().unwrap()
 }
 
-#[tokio::test]
-async fn a_promotion_between_the_listing_and_the_unlink_keeps_its_blob() {
-    let e = env();
+async fn a_promotion_between_the_listing_and_the_unlink_keeps_its_blob(e: Env) {
     let (ev, cas) = dead_blob_and_a_new_upload(&e).await;
     // The sweep has listed the blob and found it unreferenced; it is about
     // to move it aside. The promotion dedups onto it meanwhile.
@@ -458,9 +460,7 @@ async fn a_promotion_between_the_listing_and_the_unlink_keeps_its_blob() {
     assert_new_entry_is_whole(&e, &cas).await;
 }
 
-#[tokio::test]
-async fn a_promotion_right_after_the_unlink_keeps_its_blob() {
-    let e = env();
+async fn a_promotion_right_after_the_unlink_keeps_its_blob(e: Env) {
     let (ev, cas) = dead_blob_and_a_new_upload(&e).await;
     // artifacts/{h} is gone (kept aside); the promotion finds no blob and
     // stores it afresh, then G3 sees the reference.
@@ -475,13 +475,11 @@ async fn a_promotion_right_after_the_unlink_keeps_its_blob() {
     assert_new_entry_is_whole(&e, &cas).await;
 }
 
-#[tokio::test]
-async fn a_promotion_that_saw_the_blob_but_inserts_after_the_sweep_confirmed_keeps_it() {
+async fn a_promotion_that_saw_the_blob_but_inserts_after_the_sweep_confirmed_keeps_it(e: Env) {
     // The worst interleaving: promote's dedup check sees artifacts/{h}; the
     // whole sweep then runs (L1 and L2 both miss the entry, the blob is
     // deleted for good); only then does promote insert its entry. Its
     // step 6 stores the blob again from the staged bytes.
-    let e = env();
     let (ev, cas) = dead_blob_and_a_new_upload(&e).await;
     let (gate, handle) = Gate::before("insert", "new");
     let mut promoting = e.backend.clone();
@@ -500,11 +498,9 @@ async fn a_promotion_that_saw_the_blob_but_inserts_after_the_sweep_confirmed_kee
     assert_new_entry_is_whole(&e, &cas).await;
 }
 
-#[tokio::test]
-async fn a_promotion_that_inserts_between_the_unlink_and_the_confirmation_keeps_it() {
+async fn a_promotion_that_inserts_between_the_unlink_and_the_confirmation_keeps_it(e: Env) {
     // promote saw the blob (dedup) before the sweep unlinked it, and
     // inserts after the unlink but before G3's scan: G3 rescues.
-    let e = env();
     let (ev, cas) = dead_blob_and_a_new_upload(&e).await;
     let (p_gate, p_handle) = Gate::before("insert", "new");
     let mut promoting = e.backend.clone();
@@ -530,9 +526,7 @@ async fn a_promotion_that_inserts_between_the_unlink_and_the_confirmation_keeps_
     assert_new_entry_is_whole(&e, &cas).await;
 }
 
-#[tokio::test]
-async fn a_promotion_during_the_confirming_scan_keeps_its_blob() {
-    let e = env();
+async fn a_promotion_during_the_confirming_scan_keeps_its_blob(e: Env) {
     let (ev, cas) = dead_blob_and_a_new_upload(&e).await;
     // Gate the sweep's pending-copy deletion: by then G3 has decided.
     let report =
@@ -544,11 +538,13 @@ async fn a_promotion_during_the_confirming_scan_keeps_its_blob() {
 
 // ---- crash at any step ------------------------------------------------------
 
-#[tokio::test]
-async fn a_crash_after_any_sweep_step_is_resumed_by_the_next_run() {
+async fn a_crash_after_any_sweep_step_is_resumed_by_the_next_run(first: Env) {
     let mut covered = 0;
+    let mut e = first;
     for fail_at in 1.. {
-        let e = env();
+        if fail_at > 1 {
+            e = e.another().await;
+        }
         let keep = save(&e, "u1", "keep", &main_scope(), b"referenced").await;
         let dead = save(&e, "u2", "dead", &main_scope(), b"unreferenced").await;
         let _idle = save(&e, "u3", "idle", &main_scope(), b"idle").await;
@@ -618,13 +614,11 @@ async fn a_crash_after_any_sweep_step_is_resumed_by_the_next_run() {
     assert!(covered >= 6, "covered {covered} write steps");
 }
 
-#[tokio::test]
-async fn a_sweep_that_dies_before_confirming_leaves_a_copy_the_next_run_rescues() {
+async fn a_sweep_that_dies_before_confirming_leaves_a_copy_the_next_run_rescues(e: Env) {
     // A promotion dedups onto the blob and finishes (its step 6 still saw
     // the blob) between the sweep's listing and its unlink; the sweep then
     // dies before it could rescue. The entry dangles until the next run,
     // which finds the crashed run's pending copy and puts the blob back.
-    let e = env();
     let (ev, cas) = dead_blob_and_a_new_upload(&e).await;
     let (gate, handle) = Gate::before("copy", names::ARTIFACTS_PREFIX);
     // Writes of the sweep: 1 copy aside, 2 delete artifact, 3 delete
@@ -658,13 +652,13 @@ async fn a_sweep_that_dies_before_confirming_leaves_a_copy_the_next_run_rescues(
     assert_new_entry_is_whole(&e, &cas).await;
 }
 
-#[tokio::test]
-async fn a_vanished_blob_whose_staged_bytes_were_swapped_takes_the_new_entry_out_of_service() {
+async fn a_vanished_blob_whose_staged_bytes_were_swapped_takes_the_new_entry_out_of_service(
+    e: Env,
+) {
     // promote verified the staged bytes and dedups; before its step 6 the
     // blob is gone (a sweep) and the runner has swapped the staged bytes.
     // Step 6 cannot re-store the blob from them (the verifying reader
     // refuses): the new entry must not stay live pointing at nothing.
-    let e = env();
     let (ev, cas) = dead_blob_and_a_new_upload(&e).await;
     let (gate, handle) = Gate::after("insert", "new");
     let mut promoting = e.backend.clone();

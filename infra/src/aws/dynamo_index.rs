@@ -21,7 +21,7 @@
 //!   none, because DynamoDB refuses an empty string as an index key and a
 //!   missing one would drop the entry from the index) and `lockfileHash`
 //!   (GSI `lockfileHash-index`; absent when none, so the index is sparse);
-//! - `createdAt` (RFC 3339, µs, UTC: sorts as text) and `ttl` (epoch
+//! - `createdAt` (RFC 3339, ns, UTC: fixed width, sorts as text; nanoseconds because handlers compare stored times with the ones they wrote) and `ttl` (epoch
 //!   seconds, a Number: DynamoDB TTL deletes the item after it);
 //! - the **mutable** fields, which are authoritative over `doc`:
 //!   `state`, `lastAccessed`, `accessCount`, `invalidatedAt`, `reason`,
@@ -114,7 +114,7 @@ fn n(v: impl ToString) -> AttributeValue {
 }
 
 fn time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+    t.to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
 fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {

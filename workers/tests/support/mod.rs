@@ -1,7 +1,23 @@
-//! Shared fixtures for the worker tests: a local backend on a `ManualClock`,
-//! staging and promoting uploads, reading objects, and wrappers that stop a
-//! port call at a chosen point (to build interleavings explicitly) or fail
-//! it (to crash a handler after any step).
+//! Shared fixtures for the worker tests: an [`Env`] on either backend with
+//! a `ManualClock` (the local one, or the AWS adapters on this test binary's
+//! moto server, each test on fresh uniquely-named resources), staging and
+//! promoting uploads, reading objects, and wrappers that stop a port call at
+//! a chosen point (to build interleavings explicitly) or fail it (to crash a
+//! handler after any step).
+//!
+//! [`backend_tests!`] expands plain `async fn case(e: Env)` bodies into one
+//! test per backend: `local::case` and `aws_moto::case`.
+//!
+//! # Time on the two backends
+//!
+//! Handlers and the sweep read time from `backend.clock`, a `ManualClock`
+//! on both backends. It starts at the real time, and tests only move it
+//! forward. Blob timestamps are the store's own wall clock (file mtimes,
+//! S3 `LastModified` from moto), so an object written *after* the clock was
+//! advanced looks older than the clock says; the tests rely on that only in
+//! the same way on both backends. What the ports keep in real time on AWS
+//! (SQS visibility, CloudWatch's query window) is not moved by the clock:
+//! tests that need those to elapse run on the local backend only.
 
 #![allow(dead_code)]
 
@@ -19,8 +35,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use runcache_infra::{
     index::{search, CacheIndex, EntryPage, SearchHit, SearchRequest},
-    names, Backend, BlobMeta, BlobReader, BlobStore, Config, EventQueue, InsertOutcome, ListPage,
-    ManualClock, OutgoingMessage, QueueDepth, ReceivedMessage, StateChange, StoreError,
+    names, Backend, BackendKind, BlobMeta, BlobReader, BlobStore, Config, EventQueue,
+    InsertOutcome, ListPage, ManualClock, OutgoingMessage, QueueDepth, ReceivedMessage,
+    StateChange, StoreError,
 };
 use runcache_schemas::{
     ArtifactStaged, AuditRecord, BuildProvenance, ContentHash, Event, IndexEntry, Scope, TrustLevel,
@@ -32,6 +49,34 @@ use tokio::{io::AsyncReadExt, sync::oneshot};
 pub const REPO: &str = "acme/app";
 pub const VERSION: &str = "v1";
 pub const MAIN: &str = "refs/heads/main";
+/// Deliveries before a message is dead-lettered, on both backends.
+pub const MAX_RECEIVES: u32 = 5;
+
+/// Expands each `async fn case(e: Env)` of the calling module into one
+/// `#[tokio::test]` per backend, in modules `local` and `aws_moto`, so a
+/// failure names its backend. The bodies are written once.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($case:ident),* $(,)?) => {
+        mod local {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case($crate::support::local_env()).await;
+                }
+            )*
+        }
+        #[cfg(feature = "aws")]
+        mod aws_moto {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case($crate::support::moto_env().await).await;
+                }
+            )*
+        }
+    };
+}
 
 pub struct Env {
     pub backend: Backend,
@@ -47,18 +92,54 @@ impl Env {
     pub fn now(&self) -> DateTime<Utc> {
         self.backend.clock.now()
     }
+    pub fn kind(&self) -> BackendKind {
+        self.backend.kind
+    }
+    /// A fresh environment on the same backend (tests that start over per
+    /// iteration, such as the crash-at-every-step loops).
+    pub async fn another(&self) -> Env {
+        match self.backend.kind {
+            #[cfg(feature = "aws")]
+            BackendKind::Aws => moto_env().await,
+            _ => local_env(),
+        }
+    }
 }
 
-pub fn env() -> Env {
+/// The local backend in a temporary directory, on a `ManualClock`.
+pub fn local_env() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::default();
-    let config = Config::local(dir.path());
+    let mut config = Config::local(dir.path());
+    config.max_receives = MAX_RECEIVES;
     let backend = Backend::local(&config, Arc::new(clock.clone())).unwrap();
     Env {
         backend,
         clock,
         config,
         _dir: dir,
+    }
+}
+
+/// The local backend (for the tests that run on it alone).
+pub fn env() -> Env {
+    local_env()
+}
+
+/// The AWS adapters against this test binary's moto server, on resources of
+/// their own (a random stage, bootstrapped), with a `ManualClock` that
+/// starts at the real time (see the module doc).
+#[cfg(feature = "aws")]
+pub async fn moto_env() -> Env {
+    let (sdk, config, _) = runcache_infra::aws::moto::fresh(MAX_RECEIVES).await;
+    let mut backend = runcache_infra::aws::connect_with(&sdk, &config).expect("aws backend");
+    let clock = ManualClock::default();
+    backend.clock = Arc::new(clock.clone());
+    Env {
+        backend,
+        clock,
+        config,
+        _dir: tempfile::tempdir().unwrap(),
     }
 }
 
@@ -346,6 +427,12 @@ impl BlobStore for GatedBlobs {
     async fn abort_stale_uploads(&self, t: DateTime<Utc>) -> Result<u64, StoreError> {
         self.0.abort_stale_uploads(t).await
     }
+    // Forwarded so a wrapped store takes the same code paths as the bare
+    // one (promote pins by copy where copies share bytes). `delete_many`
+    // keeps its default: one `delete` (one fault point) per key.
+    fn copy_shares_bytes(&self) -> bool {
+        self.0.copy_shares_bytes()
+    }
 }
 
 /// Gates on the index: `insert` (key = the cache key) and `scan` (key "").
@@ -382,6 +469,18 @@ impl CacheIndex for GatedIndex {
     }
     async fn by_lockfile(&self, h: &str) -> Result<Vec<IndexEntry>, StoreError> {
         self.0.by_lockfile(h).await
+    }
+    async fn by_key(&self, r: &str, k: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        self.0.by_key(r, k).await
+    }
+    async fn list_prefix(
+        &self,
+        s: &Scope,
+        v: &str,
+        p: &str,
+        l: usize,
+    ) -> Result<Vec<IndexEntry>, StoreError> {
+        self.0.list_prefix(s, v, p, l).await
     }
     async fn set_state(
         &self,
@@ -474,6 +573,12 @@ impl BlobStore for FaultyBlobs {
     async fn abort_stale_uploads(&self, t: DateTime<Utc>) -> Result<u64, StoreError> {
         self.0.abort_stale_uploads(t).await
     }
+    // Forwarded so a wrapped store takes the same code paths as the bare
+    // one (promote pins by copy where copies share bytes). `delete_many`
+    // keeps its default: one `delete` (one fault point) per key.
+    fn copy_shares_bytes(&self) -> bool {
+        self.0.copy_shares_bytes()
+    }
 }
 
 #[derive(Debug)]
@@ -511,6 +616,18 @@ impl CacheIndex for FaultyIndex {
     }
     async fn by_lockfile(&self, h: &str) -> Result<Vec<IndexEntry>, StoreError> {
         self.0.by_lockfile(h).await
+    }
+    async fn by_key(&self, r: &str, k: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        self.0.by_key(r, k).await
+    }
+    async fn list_prefix(
+        &self,
+        s: &Scope,
+        v: &str,
+        p: &str,
+        l: usize,
+    ) -> Result<Vec<IndexEntry>, StoreError> {
+        self.0.list_prefix(s, v, p, l).await
     }
     async fn set_state(
         &self,
