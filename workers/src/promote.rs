@@ -13,8 +13,8 @@
 //!    the default branch's scope); and the staged object's `runcache-claim`
 //!    metadata, written with the bytes, must name the event's scope, version
 //!    and key, so an event cannot re-label another runner's upload. A claim
-//!    that fails either check is refused: audited, counted as `rejected`,
-//!    the upload deleted, never indexed.
+//!    that fails either check is refused: quarantined, audited, counted as
+//!    `rejected`, never indexed.
 //! 1. If a live entry with this identity exists: if it is this upload's,
 //!    an earlier run got past step 5: finish steps 6–8; otherwise the key is
 //!    taken (keys are immutable): drop the upload.
@@ -247,11 +247,22 @@ impl Promoter {
         Ok(())
     }
 
-    /// A claim the upload may not make: audit it, count it as rejected,
-    /// drop the upload. Each step is idempotent.
+    /// A claim the upload may not make: keep its bytes in `quarantine/` as
+    /// evidence (a redelivery then finds them there and is done), audit
+    /// it, count it as rejected, drop the upload. Each step is idempotent.
     async fn refuse_claim(&self, ev: &ArtifactStaged, reason: &str) -> Result<Outcome, StoreError> {
         let b = &self.backend;
         warn!(%reason, scope = %ev.scope, "refusing an upload's claim");
+        match b
+            .blobs
+            .copy(&ev.staging_key, &names::quarantine_key(&ev.upload_id))
+            .await
+        {
+            Ok(_) => {}
+            // Redelivered after the upload was dropped, or never uploaded.
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
         b.index
             .append_audit(&AuditRecord {
                 audit_id: format!("refused-{}", ev.upload_id),

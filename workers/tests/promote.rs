@@ -8,7 +8,9 @@ mod support;
 use std::{sync::Arc, time::Duration};
 
 use runcache_infra::{names, OutgoingMessage};
-use runcache_schemas::{ArtifactStaged, ContentHash, Contract, Event, IndexEntry};
+use runcache_schemas::{
+    ArtifactStaged, AuditAction, ContentHash, Contract, Event, IndexEntry, Scope, TrustLevel,
+};
 use runcache_worker::{drain, ConsumerConfig, Outcome};
 use support::{crashing, hash_of, main_scope, promoter, read, staged, Env, Faults};
 
@@ -22,6 +24,9 @@ crate::backend_tests!(
     duplicate_delivery_through_the_queue_ends_in_one_entry,
     poison_messages_go_to_the_dead_letter_queue,
     an_upload_id_that_is_not_a_plain_token_is_rejected,
+    refused_claims_a_trust_above_the_staging_tier,
+    refused_claims_a_scope_the_tier_may_not_write,
+    refused_claims_an_upload_made_for_another_key_or_scope,
     a_crash_after_any_promote_step_then_redelivery_ends_consistent,
     a_crash_after_any_reject_step_then_redelivery_ends_consistent,
 );
@@ -35,8 +40,14 @@ fn event(e: &Env, upload: &str, claimed: ContentHash, size: u64) -> ArtifactStag
     ev
 }
 
+/// Uploads `bytes` for `event(e, upload, …)` (its key, scope and claim).
 async fn put_staging(e: &Env, upload: &str, bytes: &[u8]) {
-    support::put_bytes(&e.backend, &names::staging_key(upload), bytes).await;
+    support::stage(&e.backend, &event(e, upload, hash_of(b""), 0), bytes).await;
+}
+
+/// The staging key of upload `upload` (a protected push, as `event`).
+fn staging(upload: &str) -> String {
+    names::staging_key(TrustLevel::Protected, upload)
 }
 
 async fn entries(e: &Env) -> Vec<IndexEntry> {
@@ -61,7 +72,7 @@ async fn a_verified_upload_is_promoted_indexed_and_traced(e: Env) {
     );
     let cas = names::artifact_key(ev.claimed_hash.hex());
     assert_eq!(read(&e.backend, &cas).await, bytes);
-    assert!(!exists(&e, "staging/u1").await);
+    assert!(!exists(&e, &staging("u1")).await);
     let all = entries(&e).await;
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].content_hash, ev.claimed_hash);
@@ -100,7 +111,7 @@ async fn a_tampered_staging_object_is_quarantined_and_never_indexed(e: Env) {
     );
     assert!(artifacts(&e).await.is_empty());
     assert!(exists(&e, "quarantine/u1").await, "kept for inspection");
-    assert!(!exists(&e, "staging/u1").await);
+    assert!(!exists(&e, &staging("u1")).await);
     let audit = e.backend.index.audit_log("acme/app", 10).await.unwrap();
     assert_eq!(audit.len(), 1);
     assert!(audit[0].reason.contains("claimed"), "{}", audit[0].reason);
@@ -130,9 +141,9 @@ async fn a_tampered_upload_of_an_existing_blob_is_still_rejected(e: Env) {
         .promote(&event(&e, "u1", hash_of(&bytes), 7))
         .await
         .unwrap();
-    put_staging(&e, "u2", b"garbage").await;
     let mut ev = event(&e, "u2", hash_of(&bytes), 7);
     ev.cache_key = "other-key".into();
+    support::stage(&e.backend, &ev, b"garbage").await;
     promoter(&e.backend).promote(&ev).await.unwrap();
     assert_eq!(entries(&e).await.len(), 1, "the dedup path verifies too");
     assert!(exists(&e, "quarantine/u2").await);
@@ -147,13 +158,13 @@ async fn a_tampered_upload_of_an_existing_blob_is_still_rejected(e: Env) {
 async fn identical_content_is_deduplicated(e: Env) {
     let bytes = b"same".to_vec();
     put_staging(&e, "u1", &bytes).await;
-    put_staging(&e, "u2", &bytes).await;
     promoter(&e.backend)
         .promote(&event(&e, "u1", hash_of(&bytes), 4))
         .await
         .unwrap();
     let mut ev = event(&e, "u2", hash_of(&bytes), 4);
     ev.cache_key = "another-key".into();
+    support::stage(&e.backend, &ev, &bytes).await;
     promoter(&e.backend).promote(&ev).await.unwrap();
     assert_eq!(entries(&e).await.len(), 2);
     assert_eq!(artifacts(&e).await.len(), 1);
@@ -173,7 +184,7 @@ async fn a_second_save_of_a_key_is_a_no_op(e: Env) {
     let all = entries(&e).await;
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].content_hash, hash_of(b"first"), "keys are immutable");
-    assert!(!exists(&e, "staging/u2").await);
+    assert!(!exists(&e, &staging("u2")).await);
 }
 
 async fn duplicate_delivery_through_the_queue_ends_in_one_entry(e: Env) {
@@ -201,7 +212,7 @@ async fn duplicate_delivery_through_the_queue_ends_in_one_entry(e: Env) {
     assert_eq!(all.len(), 1);
     assert_eq!(read(&e.backend, &all[0].s3_key).await, bytes);
     assert_eq!(artifacts(&e).await, [all[0].s3_key.clone()]);
-    assert!(!exists(&e, "staging/u1").await);
+    assert!(!exists(&e, &staging("u1")).await);
     assert_eq!(e.backend.staged.depth().await.unwrap().visible, 0);
 }
 
@@ -243,7 +254,7 @@ async fn an_upload_id_that_is_not_a_plain_token_is_rejected(e: Env) {
     for id in ["sweep/abc", "../x", "", ".hidden", "a b"] {
         let mut ev = event(&e, "u1", hash_of(b"x"), 1);
         ev.upload_id = id.into();
-        ev.staging_key = names::staging_key(id);
+        ev.staging_key = staging(id);
         assert!(
             matches!(
                 promoter(&e.backend).promote(&ev).await.unwrap(),
@@ -283,7 +294,7 @@ async fn crash_then_redeliver(first: Env, bytes: &[u8], claimed: &[u8]) -> usize
             "after crash at write {fail_at}"
         );
         assert!(
-            !exists(&e, "staging/u1").await,
+            !exists(&e, &staging("u1")).await,
             "crash at {fail_at}: staging left"
         );
         let all = entries(&e).await;
@@ -322,4 +333,73 @@ async fn a_crash_after_any_reject_step_then_redelivery_ends_consistent(e: Env) {
         steps >= 4,
         "covered {steps} write steps (quarantine copy, audit, outcome, staging delete)"
     );
+}
+
+// ---- claims: what the uploader's credentials may say ---------------------
+
+/// Promotes `ev` (its bytes staged with the claim of `staged_for`) and
+/// checks it was refused for its claim: audited, counted, never indexed,
+/// the upload dropped, nothing in the CAS.
+async fn assert_refused(e: &Env, ev: &ArtifactStaged, staged_for: &ArtifactStaged, why: &str) {
+    let bytes = b"bytes of a hostile save";
+    support::stage(&e.backend, staged_for, bytes).await;
+    assert_eq!(
+        promoter(&e.backend).promote(ev).await.unwrap(),
+        Outcome::Done
+    );
+    assert!(entries(e).await.is_empty(), "never indexed");
+    assert!(artifacts(e).await.is_empty(), "nothing in the CAS");
+    assert!(!exists(e, &ev.staging_key).await, "the upload is dropped");
+    assert!(
+        exists(e, &names::quarantine_key(&ev.upload_id)).await,
+        "kept as evidence"
+    );
+    let audit = e.backend.index.audit_log("acme/app", 10).await.unwrap();
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0].action, AuditAction::Rejected);
+    assert_eq!(audit[0].rule, "claim");
+    assert!(audit[0].reason.contains(why), "{}", audit[0].reason);
+    // Redelivery is harmless.
+    assert_eq!(
+        promoter(&e.backend).promote(ev).await.unwrap(),
+        Outcome::Done
+    );
+    assert!(entries(e).await.is_empty());
+}
+
+/// A pull request's upload (its credentials may only write
+/// `staging/pull-request/`) claiming a protected push to main.
+async fn refused_claims_a_trust_above_the_staging_tier(e: Env) {
+    let bytes = b"bytes of a hostile save";
+    let mut ev = staged("u1", bytes, "deps", &main_scope(), e.now());
+    ev.staging_key = names::staging_key(TrustLevel::PullRequest, "u1");
+    assert_refused(&e, &ev, &ev, "claims trust protected").await;
+}
+
+/// The same upload claiming its own trust honestly but main's scope: a
+/// pull-request tier may only write `refs/pull/…`.
+async fn refused_claims_a_scope_the_tier_may_not_write(e: Env) {
+    let bytes = b"bytes of a hostile save";
+    let mut ev = staged("u1", bytes, "deps", &main_scope(), e.now());
+    ev.staging_key = names::staging_key(TrustLevel::PullRequest, "u1");
+    ev.provenance.trust = TrustLevel::PullRequest;
+    assert_refused(&e, &ev, &ev, "may not create entries in refs/heads/main").await;
+    // Its own pull request's scope is fine.
+    let pr = Scope::new("acme/app", "refs/pull/7/merge");
+    let mut ok = staged("u2", bytes, "deps", &pr, e.now());
+    ok.staging_key = names::staging_key(TrustLevel::PullRequest, "u2");
+    ok.provenance.trust = TrustLevel::PullRequest;
+    support::stage(&e.backend, &ok, bytes).await;
+    promoter(&e.backend).promote(&ok).await.unwrap();
+    assert_eq!(entries(&e).await.len(), 1);
+}
+
+/// An event pointing at an upload made for another key (or scope): the
+/// upload's claim metadata, written with its bytes, gives it away.
+async fn refused_claims_an_upload_made_for_another_key_or_scope(e: Env) {
+    let bytes = b"bytes of a hostile save";
+    let made_for = staged("u1", bytes, "harmless-key", &main_scope(), e.now());
+    let mut relabelled = made_for.clone();
+    relabelled.cache_key = "deps-linux-abc".into();
+    assert_refused(&e, &relabelled, &made_for, "runcache-claim").await;
 }

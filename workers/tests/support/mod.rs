@@ -165,7 +165,7 @@ pub fn staged(
 ) -> ArtifactStaged {
     ArtifactStaged {
         upload_id: upload.into(),
-        staging_key: names::staging_key(upload),
+        staging_key: names::staging_key(TrustLevel::Protected, upload),
         claimed_hash: hash_of(bytes),
         size_bytes: bytes.len() as u64,
         cache_key: key.into(),
@@ -199,8 +199,17 @@ pub async fn put_bytes(b: &Backend, key: &str, bytes: &[u8]) {
         .unwrap();
 }
 
+/// Uploads `bytes` as `save` does for `ev`: at its staging key, with the
+/// `runcache-claim` metadata promote checks.
 pub async fn stage(b: &Backend, ev: &ArtifactStaged, bytes: &[u8]) {
-    put_bytes(b, &ev.staging_key, bytes).await;
+    b.blobs
+        .put(
+            &ev.staging_key,
+            Box::pin(std::io::Cursor::new(bytes.to_vec())),
+            names::staging_claim_metadata(&ev.scope, &ev.cache_version, &ev.cache_key),
+        )
+        .await
+        .unwrap();
 }
 
 pub fn promoter(b: &Backend) -> Promoter {
