@@ -14,7 +14,7 @@ use runcache::{
     save::{save, SaveReport, SaveRequest},
 };
 use runcache_archive::ExtractLimits;
-use runcache_infra::{config::Config, Backend};
+use runcache_infra::{config::Config, telemetry, Backend};
 use runcache_schemas::{ContentHash, HitKind, TrustLevel};
 
 /// Artifact store and build cache for CI runners: content-addressed,
@@ -266,7 +266,12 @@ struct GetArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // Logs on stderr (`RUNCACHE_LOG`, default warn); spans exported over
+    // OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    let telemetry = telemetry::init_with(telemetry::Settings {
+        default_log_filter: "warn".into(),
+        ..telemetry::Settings::new("runcache")
+    });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -274,22 +279,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("runcache: error: {}", runcache_infra::describe(e.as_ref()));
             ExitCode::FAILURE
         }
-    }
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUNCACHE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    };
+    // Flush the export before the runtime goes.
+    drop(telemetry);
+    code
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
