@@ -117,7 +117,12 @@ async fn promote_once(artifacts: usize, mib: usize, concurrency: usize) -> Resul
         )
         .await?;
     }
-    let files: Vec<_> = std::fs::read_dir(dir.path().join("blobs/staging"))?
+    // `stage` puts them under the protected tier: staging/protected/u{i}.
+    let staged_dir = dir
+        .path()
+        .join("blobs")
+        .join(names::staging_key(TrustLevel::Protected, ""));
+    let files: Vec<_> = std::fs::read_dir(staged_dir)?
         .map(|e| e.map(|e| e.path()))
         .collect::<Result<_, _>>()?;
 
