@@ -133,6 +133,13 @@ fn runner_stays_out_of_the_cas_index_and_provenance(tier: TrustLevel) {
     assert!(allows(&runner, "s3:GetObject", &obj("metadata/abc.json")));
     assert!(allows(&runner, "dynamodb:GetItem", PROVENANCE));
     assert!(allows(&runner, "dynamodb:Query", INDEX));
+    // `runcache explain` finds the key in other versions and scopes
+    // through the index's GSIs: reading, like the rest of the index.
+    assert!(allows(
+        &runner,
+        "dynamodb:Query",
+        &format!("{INDEX}/index/repository-toolchain-index")
+    ));
     assert!(allows(
         &runner,
         "sqs:SendMessage",
