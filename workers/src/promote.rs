@@ -263,21 +263,8 @@ impl Promoter {
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e),
         }
-        b.index
-            .append_audit(&AuditRecord {
-                audit_id: format!("refused-{}", ev.upload_id),
-                action: AuditAction::Rejected,
-                repository: ev.scope.repository.clone(),
-                git_ref: Some(ev.scope.git_ref.clone()),
-                cache_key: Some(ev.cache_key.clone()),
-                cache_version: Some(ev.cache_version.clone()),
-                content_hash: Some(ev.claimed_hash.clone()),
-                reason: reason.to_string(),
-                rule: "claim".into(),
-                actor: self.worker_id.clone(),
-                at: b.clock.now(),
-            })
-            .await?;
+        let record = self.audit(ev, "refused", AuditAction::Rejected, "claim", reason);
+        b.index.append_audit(&record).await?;
         self.emit(ev, OutcomeKind::Rejected, Some(reason.to_string()))
             .await?;
         self.drop_upload(ev).await?;
@@ -433,21 +420,17 @@ impl Promoter {
         let b = &self.backend;
         warn!(%reason, "invalidating the new entry: its blob cannot be stored");
         let now = b.clock.now();
-        b.index
-            .append_audit(&AuditRecord {
-                audit_id: format!("unstorable-{}", ev.upload_id),
-                action: AuditAction::Invalidated,
-                repository: entry.repository.clone(),
-                git_ref: Some(entry.git_ref.clone()),
-                cache_key: Some(entry.cache_key.clone()),
-                cache_version: Some(entry.cache_version.clone()),
-                content_hash: Some(entry.content_hash.clone()),
-                reason: reason.to_string(),
-                rule: "verification".into(),
-                actor: self.worker_id.clone(),
-                at: now,
-            })
-            .await?;
+        let record = AuditRecord {
+            at: now,
+            ..self.audit(
+                ev,
+                "unstorable",
+                AuditAction::Invalidated,
+                "verification",
+                reason,
+            )
+        };
+        b.index.append_audit(&record).await?;
         b.index
             .set_state(
                 &entry.scope(),
@@ -480,27 +463,45 @@ impl Promoter {
         b.blobs
             .copy(evidence, &names::quarantine_key(&ev.upload_id))
             .await?;
-        b.index
-            .append_audit(&AuditRecord {
-                audit_id: format!("rejected-{}", ev.upload_id),
-                action: AuditAction::Rejected,
-                repository: ev.scope.repository.clone(),
-                git_ref: Some(ev.scope.git_ref.clone()),
-                cache_key: Some(ev.cache_key.clone()),
-                cache_version: Some(ev.cache_version.clone()),
-                content_hash: Some(ev.claimed_hash.clone()),
-                reason: reason.to_string(),
-                rule: "verification".into(),
-                actor: self.worker_id.clone(),
-                at: b.clock.now(),
-            })
-            .await?;
+        let record = self.audit(
+            ev,
+            "rejected",
+            AuditAction::Rejected,
+            "verification",
+            reason,
+        );
+        b.index.append_audit(&record).await?;
         self.emit(ev, OutcomeKind::Rejected, Some(reason.to_string()))
             .await?;
         if evidence != ev.staging_key {
             b.blobs.delete(evidence).await?;
         }
         self.drop_upload(ev).await
+    }
+
+    /// The audit record of what promote did to `ev`'s upload, now; its id
+    /// is `{kind}-{upload id}`, so a redelivery rewrites the same record.
+    fn audit(
+        &self,
+        ev: &ArtifactStaged,
+        kind: &str,
+        action: AuditAction,
+        rule: &str,
+        reason: &str,
+    ) -> AuditRecord {
+        AuditRecord {
+            audit_id: format!("{kind}-{}", ev.upload_id),
+            action,
+            repository: ev.scope.repository.clone(),
+            git_ref: Some(ev.scope.git_ref.clone()),
+            cache_key: Some(ev.cache_key.clone()),
+            cache_version: Some(ev.cache_version.clone()),
+            content_hash: Some(ev.claimed_hash.clone()),
+            reason: reason.to_string(),
+            rule: rule.to_string(),
+            actor: self.worker_id.clone(),
+            at: self.backend.clock.now(),
+        }
     }
 
     /// Step 8: deletes the staged object, and a pin a crash may have left
