@@ -418,7 +418,7 @@ impl Unpacker<'_> {
             // a directory tree included: forget those directories'
             // metadata, or commit would apply it through what is there now
             // (a symlink, say).
-            self.dirs.retain(|dest, _| !dest.starts_with(&landing.dest));
+            self.forget_dirs_under(&landing.dest);
         }
 
         match kind {
@@ -455,6 +455,22 @@ impl Unpacker<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Forgets the metadata of `dest` and every directory under it. Paths
+    /// order by component, so those are the keys from `dest` on that start
+    /// with it: a range, not a scan of every directory seen so far.
+    fn forget_dirs_under(&mut self, dest: &Path) {
+        let under: Vec<PathBuf> = self
+            .dirs
+            .range::<Path, _>((std::ops::Bound::Included(dest), std::ops::Bound::Unbounded))
+            .map(|(dir, _)| dir)
+            .take_while(|dir| dir.starts_with(dest))
+            .cloned()
+            .collect();
+        for dir in under {
+            self.dirs.remove(&dir);
+        }
     }
 
     fn temp_path(&self, landing: &Landing) -> PathBuf {

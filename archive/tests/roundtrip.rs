@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
-use common::{noise, set_mode, set_mtime, sha256_hex, snapshot, write, Sandbox};
+use common::{noise, set_mode, set_mtime, sha256_hex, snapshot, write, RawTar, Sandbox};
 use runcache_archive::{ArchiveError, ArchiveOptions};
 
 /// A tree exercising everything an archive must keep.
@@ -387,4 +387,59 @@ fn roots_on_another_filesystem_are_copied_into_place() {
         .filter(|n| n.to_string_lossy().starts_with(".runcache"))
         .collect();
     assert!(stray.is_empty(), "{stray:?}");
+}
+
+/// A later entry of the same name replaces a whole directory tree in the
+/// temporary tree; commit must then not apply the replaced directories'
+/// modes through what is there now (here a symlink to a sibling), while a
+/// directory that merely shares a name prefix keeps its own.
+#[test]
+fn an_entry_replacing_a_directory_tree_drops_its_directories_metadata() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut tar = RawTar::new()
+        .dir(b"node_modules/")
+        .dir(b"node_modules/other/")
+        .dir(b"node_modules/other/sub/")
+        .dir(b"node_modules/d/");
+    tar.push(
+        b"node_modules/d/sub/",
+        tar::EntryType::Directory,
+        b"",
+        b"",
+        0o700,
+    );
+    tar.push(
+        b"node_modules/d-x/",
+        tar::EntryType::Directory,
+        b"",
+        b"",
+        0o700,
+    );
+    let archive = tar.symlink(b"node_modules/d", b"other").zstd();
+    let dst = Sandbox::new();
+    dst.unpack(&archive, &["node_modules"])
+        .expect("unpack")
+        .commit_verified(&sha256_hex(&archive))
+        .expect("commit");
+    let mode = |p: &str| {
+        fs::symlink_metadata(dst.ws.join(p))
+            .expect("lstat")
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    assert!(fs::symlink_metadata(dst.ws.join("node_modules/d"))
+        .expect("lstat")
+        .is_symlink());
+    assert_eq!(
+        mode("node_modules/other/sub"),
+        0o755,
+        "d/sub's mode went through the symlink"
+    );
+    assert_eq!(
+        mode("node_modules/d-x"),
+        0o700,
+        "a prefix sibling keeps its mode"
+    );
+    dst.assert_no_temp_left();
 }
