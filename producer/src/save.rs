@@ -117,6 +117,17 @@ pub async fn save(
         }
     }
 
+    // Toolchain versions run a process each: detect them while archiving.
+    let build_inputs = tokio::task::spawn_blocking({
+        let dir = ctx.workspace.clone();
+        move || {
+            let opts = crate::derive::DeriveOptions {
+                toolchain_timeout: std::time::Duration::from_secs(3),
+                ..Default::default()
+            };
+            crate::derive::detect(&dir, &opts)
+        }
+    });
     let upload_id = uuid::Uuid::now_v7().to_string();
     let staging_key = names::staging_key(tier, &upload_id);
     // The claim promote checks, and labels for `explain`.
@@ -176,7 +187,7 @@ pub async fn save(
 
     let mut provenance = ctx.provenance();
     provenance.trust = tier;
-    record_build_inputs(&ctx.workspace, &mut provenance).await;
+    record_build_inputs(build_inputs, &mut provenance).await;
     let marker = crate::restore::JobMarker::load();
     let build_started = req
         .build_started_at
@@ -229,15 +240,12 @@ pub async fn save(
 /// Lockfile hash and toolchains for provenance (and the index's
 /// toolchain/lockfile queries), best effort: a save never fails for them.
 async fn record_build_inputs(
-    workspace: &std::path::Path,
+    detection: tokio::task::JoinHandle<
+        Result<crate::derive::Derivation, crate::derive::DeriveError>,
+    >,
     provenance: &mut runcache_schemas::BuildProvenance,
 ) {
-    let dir = workspace.to_path_buf();
-    let opts = crate::derive::DeriveOptions {
-        toolchain_timeout: std::time::Duration::from_secs(3),
-        ..Default::default()
-    };
-    match tokio::task::spawn_blocking(move || crate::derive::detect(&dir, &opts)).await {
+    match detection.await {
         Ok(Ok(derivation)) => derivation.apply_to(provenance),
         Ok(Err(e)) => tracing::debug!(error = %e, "no build inputs recorded"),
         Err(e) => tracing::debug!(error = %e, "build input detection failed"),
