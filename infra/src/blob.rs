@@ -30,6 +30,10 @@ pub struct BlobMeta {
     pub last_modified: DateTime<Utc>,
     /// User metadata (S3 `x-amz-meta-*`); empty in listings.
     pub metadata: BTreeMap<String, String>,
+    /// Changes whenever the object's bytes may have: S3's ETag; on the
+    /// filesystem the device, inode, size, mtime and ctime (a writer can
+    /// set the mtime back, never the ctime). `None` where unknown.
+    pub etag: Option<String>,
 }
 
 /// One page of a listing; `next` continues it.

@@ -12,6 +12,7 @@ use chrono::Utc;
 use runcache_archive::{ArchiveError, ArchiveOptions, COMPRESSION};
 use runcache_infra::{names, Backend, BackendKind, Config, OutgoingMessage, StoreError};
 use runcache_schemas::{ArtifactStaged, ContentHash};
+use runcache_worker::promote::WrittenUpload;
 use serde::Serialize;
 use thiserror::Error;
 use tracing::{info, instrument};
@@ -220,7 +221,13 @@ pub async fn save(
         .await?;
 
     let promoted = if backend.kind == BackendKind::Local {
-        promote_in_process(config, backend).await;
+        let written = uploaded.etag.clone().map(|etag| WrittenUpload {
+            upload_id: upload_id.clone(),
+            hash: event.claimed_hash.clone(),
+            size: uploaded.size,
+            etag,
+        });
+        promote_in_process(config, backend, written).await;
         true
     } else {
         false
@@ -253,10 +260,14 @@ async fn record_build_inputs(
 }
 
 /// The local backend has no separate worker by default: run the same
-/// promote code over the staged queue now.
-async fn promote_in_process(config: &Config, backend: &Backend) {
-    let promoter =
+/// promote code over the staged queue now. `written` is this save's own
+/// upload, which it has just hashed: promote need not read it again.
+async fn promote_in_process(config: &Config, backend: &Backend, written: Option<WrittenUpload>) {
+    let mut promoter =
         runcache_worker::promote::promoter(backend, "runcache-save (in-process)", config);
+    if let Some(written) = written {
+        promoter = Arc::new(Arc::unwrap_or_clone(promoter).with_written_upload(written));
+    }
     runcache_worker::drain(
         backend.staged.clone(),
         promoter as Arc<_>,

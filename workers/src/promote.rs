@@ -28,6 +28,10 @@
 //!    filesystem: hard links), pin the staged bytes at
 //!    `quarantine/promoting/{id}`, hash the pin, link it into the CAS: the
 //!    same guarantee without writing the archive a second time.
+//!    `runcache save` on the local backend, which promotes in its own
+//!    process, hands over the digest it computed while writing the upload
+//!    ([`WrittenUpload`]); it stands in for the hash only while the staged
+//!    object's etag (inode, size, mtime, ctime) is the one the write left.
 //!    A mismatch (hash or size): copy what was hashed to `quarantine/`,
 //!    audit, emit `rejected`, delete the staged object.
 //! 4. Provenance: `metadata/{h}.json` (first build wins) and the store.
@@ -69,6 +73,30 @@ pub struct Promoter {
     ttl: Duration,
     /// Only protected-tier uploads may write this branch's scope.
     default_branch: String,
+    /// `save`'s in-process promote: the digest of the upload it just wrote.
+    written: Option<WrittenUpload>,
+}
+
+/// What a `save` that promotes in its own process knows of the upload it
+/// has just written: the SHA-256 it computed over the very bytes it wrote
+/// (the archive is hashed in the same pass that produces it), and the
+/// object's etag as the store reported it once the write was complete.
+///
+/// Promote takes that digest instead of reading the object again only for
+/// that upload, and only while the staged object's etag is still the one
+/// recorded: on the filesystem the etag covers inode, size, mtime and
+/// ctime, so bytes replaced or rewritten after the save (even with the
+/// mtime set back) are hashed as usual and rejected on a mismatch. Only
+/// `runcache save` on the local backend builds one (where the writer and
+/// the promoter are the same process and the same user); a worker never
+/// receives one, so everything a runner uploads on AWS is hashed by the
+/// worker itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenUpload {
+    pub upload_id: String,
+    pub hash: runcache_schemas::ContentHash,
+    pub size: u64,
+    pub etag: String,
 }
 
 impl Promoter {
@@ -78,7 +106,27 @@ impl Promoter {
             worker_id: worker_id.into(),
             ttl,
             default_branch: "main".into(),
+            written: None,
         }
+    }
+
+    /// Promote `upload` without hashing its bytes a second time, while its
+    /// etag is unchanged (see [`WrittenUpload`]).
+    pub fn with_written_upload(mut self, upload: WrittenUpload) -> Self {
+        self.written = Some(upload);
+        self
+    }
+
+    /// Whether `staged` (the staged object's head, just read) is exactly
+    /// the upload this process wrote and hashed, as `ev` claims it.
+    fn written_here(&self, ev: &ArtifactStaged, staged: &runcache_infra::BlobMeta) -> bool {
+        self.written.as_ref().is_some_and(|w| {
+            w.upload_id == ev.upload_id
+                && w.hash == ev.claimed_hash
+                && w.size == ev.size_bytes
+                && staged.size == w.size
+                && staged.etag.as_deref() == Some(w.etag.as_str())
+        })
     }
 
     /// The repository's default branch (`main` unless told).
@@ -159,10 +207,13 @@ impl Promoter {
 
         let cas_key = names::artifact_key(ev.claimed_hash.hex());
         let deduplicated = b.blobs.head(&cas_key).await?.is_some();
-        let verified = if deduplicated {
+        let written_here = self.written_here(ev, &staged);
+        let verified = if deduplicated && written_here {
+            Ok(())
+        } else if deduplicated {
             self.verify_staged(ev, &ev.staging_key).await?
         } else if b.blobs.copy_shares_bytes() {
-            self.store_pinned(ev, &cas_key).await?
+            self.store_pinned(ev, &cas_key, written_here).await?
         } else {
             self.store_streamed(ev, &cas_key).await?
         };
@@ -289,17 +340,23 @@ impl Promoter {
     }
 
     /// Step 3 where copies share bytes (the filesystem): pin the staged
-    /// bytes with a copy a runner cannot reach, hash the pinned copy, and
-    /// move exactly those bytes into the CAS. Nothing is written twice.
+    /// bytes with a copy a runner cannot reach, hash the pinned copy (unless
+    /// this process wrote and hashed them: `written_here`), and move
+    /// exactly those bytes into the CAS. Nothing is written twice.
     async fn store_pinned(
         &self,
         ev: &ArtifactStaged,
         cas_key: &str,
+        written_here: bool,
     ) -> Result<Verified, StoreError> {
         let blobs = &self.backend.blobs;
         let pin = names::promoting_key(&ev.upload_id);
         blobs.copy(&ev.staging_key, &pin).await?;
-        let verified = self.verify_staged(ev, &pin).await?;
+        let verified = if written_here {
+            Ok(())
+        } else {
+            self.verify_staged(ev, &pin).await?
+        };
         // On a mismatch `reject` quarantines the pinned bytes, then drops
         // the pin.
         if verified.is_ok() {

@@ -11,7 +11,7 @@ use runcache_infra::{names, OutgoingMessage};
 use runcache_schemas::{
     ArtifactStaged, AuditAction, ContentHash, Contract, Event, IndexEntry, Scope, TrustLevel,
 };
-use runcache_worker::{drain, ConsumerConfig, Outcome};
+use runcache_worker::{drain, promote::WrittenUpload, ConsumerConfig, Outcome, Promoter};
 use support::{crashing, hash_of, main_scope, promoter, read, staged, Env, Faults};
 
 crate::backend_tests!(
@@ -29,6 +29,8 @@ crate::backend_tests!(
     refused_claims_an_upload_made_for_another_key_or_scope,
     a_crash_after_any_promote_step_then_redelivery_ends_consistent,
     a_crash_after_any_reject_step_then_redelivery_ends_consistent,
+    a_written_upload_is_promoted_on_its_digest,
+    a_written_upload_replaced_after_the_save_is_hashed_and_rejected,
 );
 
 /// `artifact.staged` for upload `upload` claiming `claimed` and `size`,
@@ -402,4 +404,105 @@ async fn refused_claims_an_upload_made_for_another_key_or_scope(e: Env) {
     let mut relabelled = made_for.clone();
     relabelled.cache_key = "deps-linux-abc".into();
     assert_refused(&e, &relabelled, &made_for, "runcache-claim").await;
+}
+
+/// Stages `bytes` for `event(e, upload, …)` and returns what `save` would
+/// hand its in-process promote: the digest of those bytes and the etag the
+/// store reported for them.
+async fn stage_written(e: &Env, upload: &str, bytes: &[u8]) -> WrittenUpload {
+    let ev = event(e, upload, hash_of(bytes), bytes.len() as u64);
+    let meta = e
+        .backend
+        .blobs
+        .put(
+            &ev.staging_key,
+            Box::pin(std::io::Cursor::new(bytes.to_vec())),
+            names::staging_claim_metadata(&ev.scope, &ev.cache_version, &ev.cache_key),
+        )
+        .await
+        .unwrap();
+    WrittenUpload {
+        upload_id: upload.into(),
+        hash: hash_of(bytes),
+        size: bytes.len() as u64,
+        etag: meta.etag.expect("the store reports an etag"),
+    }
+}
+
+/// `save`'s in-process promote takes the digest computed while writing:
+/// the upload is promoted as usual, and where promote pins by link (the
+/// filesystem) it does not read the bytes a second time.
+async fn a_written_upload_is_promoted_on_its_digest(e: Env) {
+    let bytes = b"archive bytes hashed while they were written".to_vec();
+    let written = stage_written(&e, "u1", &bytes).await;
+    let ev = event(&e, "u1", hash_of(&bytes), bytes.len() as u64);
+    let (gate, handle) = support::Gate::before("get", "");
+    let support::GateHandle {
+        mut reached,
+        release,
+    } = handle;
+    drop(release); // a read, if any, passes straight through
+    let mut backend = e.backend.clone();
+    backend.blobs = Arc::new(support::GatedBlobs(e.backend.blobs.clone(), vec![gate]));
+    let promoter =
+        Promoter::new(backend, "test-worker", support::days(90)).with_written_upload(written);
+    assert_eq!(promoter.promote(&ev).await.unwrap(), Outcome::Done);
+    let cas = names::artifact_key(ev.claimed_hash.hex());
+    assert_eq!(read(&e.backend, &cas).await, bytes);
+    assert_eq!(entries(&e).await.len(), 1);
+    assert!(!exists(&e, &staging("u1")).await);
+    if e.backend.blobs.copy_shares_bytes() {
+        assert!(
+            reached.try_recv().is_err(),
+            "promote read the bytes it was handed the digest of"
+        );
+    }
+}
+
+/// The digest covers the bytes the save wrote, not whatever is at the
+/// staging key later: bytes replaced after the save are hashed as usual
+/// and rejected.
+async fn a_written_upload_replaced_after_the_save_is_hashed_and_rejected(e: Env) {
+    let good = b"the bytes the save wrote and hashed".to_vec();
+    let written = stage_written(&e, "u1", &good).await;
+    let mut bad = good.clone();
+    bad[..3].copy_from_slice(b"THE"); // same size, other bytes
+    stage_written(&e, "u1", &bad).await;
+    let ev = event(&e, "u1", hash_of(&good), good.len() as u64);
+    let promoter = promoter(&e.backend).with_written_upload(written);
+    assert_eq!(promoter.promote(&ev).await.unwrap(), Outcome::Done);
+    assert!(entries(&e).await.is_empty(), "never indexed");
+    assert!(artifacts(&e).await.is_empty());
+    assert!(exists(&e, "quarantine/u1").await);
+}
+
+/// On the filesystem the etag includes the ctime, which a writer cannot
+/// set back: bytes rewritten in place, same size, mtime restored, are
+/// still hashed and rejected.
+#[tokio::test]
+async fn a_written_upload_rewritten_in_place_with_its_mtime_set_back_is_rejected() {
+    let e = support::env();
+    let good = b"the bytes the save wrote and hashed".to_vec();
+    let written = stage_written(&e, "u1", &good).await;
+    let path = e.config.home.join("blobs").join(staging("u1"));
+    let before = std::fs::metadata(&path).unwrap();
+    // Past any coarse timestamp tick (the kernel's ctime granularity).
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all(b"THE").unwrap();
+        file.sync_all().unwrap();
+        file.set_modified(before.modified().unwrap()).unwrap();
+    }
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().modified().unwrap(),
+        before.modified().unwrap()
+    );
+    let ev = event(&e, "u1", hash_of(&good), good.len() as u64);
+    let promoter = promoter(&e.backend).with_written_upload(written);
+    assert_eq!(promoter.promote(&ev).await.unwrap(), Outcome::Done);
+    assert!(entries(&e).await.is_empty(), "never indexed");
+    assert!(artifacts(&e).await.is_empty());
+    assert!(exists(&e, "quarantine/u1").await);
 }

@@ -297,6 +297,7 @@ impl S3BlobStore {
                         .metadata()
                         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
                         .unwrap_or_default(),
+                    etag: out.e_tag().map(str::to_string),
                 },
                 out.e_tag().map(str::to_string),
             ))),
@@ -1127,6 +1128,7 @@ impl BlobStore for S3BlobStore {
                     size: o.size().unwrap_or_default().max(0) as u64,
                     last_modified: o.last_modified().map(to_chrono).unwrap_or_default(),
                     metadata: BTreeMap::new(),
+                    etag: o.e_tag().map(str::to_string),
                 })
             })
             .collect();

@@ -104,6 +104,19 @@ impl FsBlobStore {
         let stat = fs::metadata(path)
             .await
             .map_err(|e| StoreError::io(format!("object `{key}`"), e))?;
+        let etag = {
+            use std::os::unix::fs::MetadataExt;
+            format!(
+                "{:x}.{:x}.{:x}.{}.{}.{}.{}",
+                stat.dev(),
+                stat.ino(),
+                stat.size(),
+                stat.mtime(),
+                stat.mtime_nsec(),
+                stat.ctime(),
+                stat.ctime_nsec()
+            )
+        };
         Ok(BlobMeta {
             key: key.to_string(),
             size: stat.len(),
@@ -112,6 +125,7 @@ impl FsBlobStore {
                 .map(DateTime::<Utc>::from)
                 .unwrap_or_default(),
             metadata: self.read_meta(key).await?,
+            etag: Some(etag),
         })
     }
 }

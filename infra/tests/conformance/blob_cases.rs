@@ -417,3 +417,28 @@ pub async fn empty_blob_round_trip(fx: &Fixture) {
         .unwrap();
     assert_eq!(copied.size, 0);
 }
+
+/// The etag is what lets promote trust a digest computed while writing
+/// (`WrittenUpload`): the same while the object is untouched, different
+/// once other bytes are put there, as reported by put, head and list.
+pub async fn etag_holds_until_the_bytes_are_replaced(fx: &Fixture) {
+    let put = fx
+        .blobs
+        .put("staging/e1", reader(b"first bytes"), BTreeMap::new())
+        .await
+        .unwrap();
+    let etag = put.etag.clone().expect("put reports an etag");
+    let head = fx.blobs.head("staging/e1").await.unwrap().expect("exists");
+    assert_eq!(head.etag.as_deref(), Some(etag.as_str()));
+    let listed = fx.blobs.list("staging/", None, 10).await.unwrap();
+    assert_eq!(listed.objects.len(), 1);
+    assert_eq!(listed.objects[0].etag.as_deref(), Some(etag.as_str()));
+    let again = fx
+        .blobs
+        .put("staging/e1", reader(b"other bytes"), BTreeMap::new())
+        .await
+        .unwrap();
+    assert_ne!(again.etag.as_deref(), Some(etag.as_str()));
+    let head = fx.blobs.head("staging/e1").await.unwrap().expect("exists");
+    assert_eq!(head.etag, again.etag);
+}

@@ -27,6 +27,7 @@ macro_rules! conformance_suite {
                 blob_cases::failed_put_leaves_nothing,
                 blob_cases::large_blob_streams_with_bounded_memory,
                 blob_cases::empty_blob_round_trip,
+                blob_cases::etag_holds_until_the_bytes_are_replaced,
                 index_cases::get_missing_is_none,
                 index_cases::insert_then_get,
                 index_cases::duplicate_insert_is_refused,
