@@ -118,16 +118,11 @@ pub async fn save(
         }
     }
 
-    // Toolchain versions run a process each: detect them while archiving.
-    let build_inputs = tokio::task::spawn_blocking({
-        let dir = ctx.workspace.clone();
-        move || {
-            let opts = crate::derive::DeriveOptions {
-                toolchain_timeout: std::time::Duration::from_secs(3),
-                ..Default::default()
-            };
-            crate::derive::detect(&dir, &opts)
-        }
+    // Provenance runs processes (git, a version query per toolchain):
+    // gather it while archiving.
+    let provenance = tokio::task::spawn_blocking({
+        let ctx = ctx.clone();
+        move || build_provenance(&ctx)
     });
     let upload_id = uuid::Uuid::now_v7().to_string();
     let staging_key = names::staging_key(tier, &upload_id);
@@ -186,9 +181,10 @@ pub async fn save(
         )));
     }
 
-    let mut provenance = ctx.provenance();
+    let mut provenance = provenance
+        .await
+        .map_err(|e| SaveError::Task(e.to_string()))?;
     provenance.trust = tier;
-    record_build_inputs(build_inputs, &mut provenance).await;
     let marker = crate::restore::JobMarker::load();
     let build_started = req
         .build_started_at
@@ -244,19 +240,20 @@ pub async fn save(
     })
 }
 
-/// Lockfile hash and toolchains for provenance (and the index's
-/// toolchain/lockfile queries), best effort: a save never fails for them.
-async fn record_build_inputs(
-    detection: tokio::task::JoinHandle<
-        Result<crate::derive::Derivation, crate::derive::DeriveError>,
-    >,
-    provenance: &mut runcache_schemas::BuildProvenance,
-) {
-    match detection.await {
-        Ok(Ok(derivation)) => derivation.apply_to(provenance),
-        Ok(Err(e)) => tracing::debug!(error = %e, "no build inputs recorded"),
-        Err(e) => tracing::debug!(error = %e, "build input detection failed"),
+/// Provenance from the Actions environment and git, plus the lockfile
+/// hash and toolchains (for the index's toolchain/lockfile queries), the
+/// latter best effort: a save never fails for them.
+fn build_provenance(ctx: &RunContext) -> runcache_schemas::BuildProvenance {
+    let mut provenance = ctx.provenance();
+    let opts = crate::derive::DeriveOptions {
+        toolchain_timeout: std::time::Duration::from_secs(3),
+        ..Default::default()
+    };
+    match crate::derive::detect(&ctx.workspace, &opts) {
+        Ok(derivation) => derivation.apply_to(&mut provenance),
+        Err(e) => tracing::debug!(error = %e, "no build inputs recorded"),
     }
+    provenance
 }
 
 /// The local backend has no separate worker by default: run the same
