@@ -30,6 +30,8 @@
 #   text-${SIZE_MB}m/    one file of SIZE_MB MiB of real source text: the
 #                  node_modules corpus as a tar, repeated (compresses as
 #                  JavaScript does, ~5:1)
+#   big-${SIZE_MB}m/     target/ and random-${SIZE_MB}m/ in one tree, as hard
+#                  links (over 2 GB at the default size: the peak-RSS check)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -90,6 +92,15 @@ if wants save_restore || wants hash; then
     head -c "$((size_mb << 20))" /dev/urandom > "$random/data/random.bin.tmp"
     mv "$random/data/random.bin.tmp" "$random/data/random.bin"
   fi
+  # Over 2 GB in one save (the issue's peak-RSS check): hard links to the
+  # two corpora above, so it costs no disk space.
+  if [ ! -d "$bench/big-${size_mb}m/tree" ]; then
+    log "corpus big-${size_mb}m (hard links)..."
+    mkdir -p "$bench/big-${size_mb}m/tree.tmp"
+    cp -al "$bench/target/target" "$bench/big-${size_mb}m/tree.tmp/target"
+    cp -al "$random/data" "$bench/big-${size_mb}m/tree.tmp/random"
+    mv "$bench/big-${size_mb}m/tree.tmp" "$bench/big-${size_mb}m/tree"
+  fi
   if [ ! -f "$text/data/text.txt" ]; then
     log "corpus text-${size_mb}m..."
     mkdir -p "$text/data"
@@ -116,6 +127,32 @@ measure() {
   done
   echo "$(printf '%s\n' "${times[@]}" | sort -g | sed -n "$(( (runs + 1) / 2 ))p") $(printf '%s\n' "${rss[@]}" | sort -g | sed -n "$(( (runs + 1) / 2 ))p")"
 }
+median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
+# measure_alt PREP1 CMD1 [PREP2 CMD2 ...] -> one line per command, "seconds
+# peak_kib" (medians of $runs runs). The runs interleave (round r runs every
+# command once, starting with a different one each round), so all commands
+# meet the same machine and filesystem state: on ext4 without a journal,
+# creating files right after a large delete is slow for about a minute
+# (recently freed inodes are skipped one by one), whichever tool does it.
+measure_alt() {
+  local n=$(( $# / 2 )) args=("$@") r k i line
+  local -a times=() rss=()
+  for r in $(seq 1 "$runs"); do
+    for k in $(seq 0 $(( n - 1 ))); do
+      i=$(( (k + r - 1) % n ))
+      eval "${args[$(( 2 * i ))]}"
+      sync
+      /usr/bin/time -f '%e %M' -o "$bench/.time" sh -c "${args[$(( 2 * i + 1 ))]}" >/dev/null 2>"$bench/.stderr" \
+        || { echo "failed: ${args[$(( 2 * i + 1 ))]}" >&2; cat "$bench/.stderr" >&2; exit 1; }
+      line=$(tail -1 "$bench/.time")
+      times[i]+="${line% *} "; rss[i]+="${line#* } "
+    done
+  done
+  for i in $(seq 0 $(( n - 1 ))); do
+    # shellcheck disable=SC2086 # word splitting of the lists is wanted
+    echo "$(median ${times[i]}) $(median ${rss[i]})"
+  done
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 mbps() { awk -v n="$1" -v s="$2" 'BEGIN{ if (s > 0) printf "%.0f", n / 1e6 / s; else print "n/a" }'; }
 mib() { echo "$(( $1 / 1024 )) MiB"; }
@@ -132,34 +169,39 @@ fi
 
 if wants save_restore; then
   rows=()
-  for corpus in node_modules target "random-${size_mb}m" "text-${size_mb}m"; do
+  for corpus in node_modules target "random-${size_mb}m" "text-${size_mb}m" "big-${size_mb}m"; do
     dir="$bench/$corpus"
     case "$corpus" in
       node_modules) path=node_modules; what="node_modules (\`npm install\` of \`benches/corpora/package.json\`, $(find "$dir/$path" -type f | wc -l) files)" ;;
       target) path=target; what="cargo \`target/\` (a real release build, $(find "$dir/$path" -type f | wc -l) files)" ;;
       random-*) path=data; what="incompressible: one file from /dev/urandom" ;;
       text-*) path=data; what="compressible: one file of JavaScript sources (tar of node_modules, repeated)" ;;
+      big-*) path=tree; what="large: the cargo \`target/\` and the incompressible file in one tree ($(find "$dir/$path" -type f | wc -l) files)" ;;
     esac
     bytes=$(du -sb "$dir/$path" | cut -f1)
     work="$bench/work"; rm -rf "$work"; mkdir -p "$work"
     log "save/restore: $corpus ($(( bytes >> 20 )) MiB)"
 
-    base_save=$(PREP="rm -f '$work/f.tzst'" measure sh -c "tar -cf - -C '$dir' '$path' | zstd -q -T0 -3 -o '$work/f.tzst'")
+    home="$work/home"
+    measure_alt \
+      "rm -f '$work/f.tzst'" "tar -cf - -C '$dir' '$path' | zstd -q -T0 -3 -o '$work/f.tzst'" \
+      "rm -rf '$home'" "cd '$dir' && RUNCACHE_HOME='$home' exec '$rc' -q save --key bench --path '$path'" \
+      "rm -f '$work/p.tzst'" "tar --posix -cf - -C '$dir' '$path' | zstd -q -T0 -3 -o '$work/p.tzst'" \
+      > "$bench/.saves"
+    { read -r base_save; read -r rc_save; read -r posix_save; } < "$bench/.saves"
     archive=$(stat -c %s "$work/f.tzst")
-    base_restore=$(PREP="rm -rf '$work/out' && mkdir -p '$work/out'" measure sh -c "zstd -q -d -T0 -c '$work/f.tzst' | tar -xf - -C '$work/out'")
-    rm -rf "$work/out" "$work/f.tzst"
-
-    export RUNCACHE_HOME="$work/home"
-    rc_save=$(PREP="rm -rf '$work/home'" measure sh -c "cd '$dir' && exec '$rc' -q save --key bench --path '$path'")
-    rc_restore=$(PREP="rm -rf '$work/ws' && mkdir -p '$work/ws'" measure sh -c "cd '$work/ws' && exec '$rc' -q restore --key bench --path '$path'")
-    unset RUNCACHE_HOME
+    measure_alt \
+      "rm -rf '$work/out' '$work/ws' && mkdir -p '$work/out'" "zstd -q -d -T0 -c '$work/f.tzst' | tar -xf - -C '$work/out'" \
+      "rm -rf '$work/out' '$work/ws' && mkdir -p '$work/ws'" "cd '$work/ws' && RUNCACHE_HOME='$home' exec '$rc' -q restore --key bench --path '$path'" \
+      > "$bench/.restores"
+    { read -r base_restore; read -r rc_restore; } < "$bench/.restores"
     rm -rf "$work"
 
-    rows+=("| $what | $(( bytes >> 20 )) MiB → $(( archive >> 20 )) MiB | ${rc_save% *} s / ${base_save% *} s = **$(ratio "${rc_save% *}" "${base_save% *}")** | ${rc_restore% *} s / ${base_restore% *} s = **$(ratio "${rc_restore% *}" "${base_restore% *}")** | $(mib "${rc_save#* }") / $(mib "${rc_restore#* }") | $(mib "${base_save#* }") / $(mib "${base_restore#* }") |")
+    rows+=("| $what | $(( bytes >> 20 )) MiB → $(( archive >> 20 )) MiB | ${rc_save% *} s / ${base_save% *} s = **$(ratio "${rc_save% *}" "${base_save% *}")** | ${posix_save% *} s: $(ratio "${rc_save% *}" "${posix_save% *}") | ${rc_restore% *} s / ${base_restore% *} s = **$(ratio "${rc_restore% *}" "${base_restore% *}")** | $(mib "${rc_save#* }") / $(mib "${rc_restore#* }") | $(mib "${base_save#* }") / $(mib "${base_restore#* }") |")
   done
   {
-    echo "| corpus | size (tree → archive) | save: runcache / tar\|zstd = ratio | restore: runcache / zstd\|tar = ratio | peak RSS runcache save / restore | peak RSS pipeline (largest process) save / restore |"
-    echo "|---|---|---|---|---|---|"
+    echo "| corpus | size (tree → archive) | save: runcache / tar\|zstd = ratio | save: \`tar --posix\`\|zstd (actions/cache's tar format), runcache's ratio to it | restore: runcache / zstd\|tar = ratio | peak RSS runcache save / restore | peak RSS pipeline (largest process) save / restore |"
+    echo "|---|---|---|---|---|---|---|"
     printf '%s\n' "${rows[@]}"
   } > "$out/save_restore.md"
 fi
