@@ -2,91 +2,11 @@
 //! backend: exit codes, step outputs, `--from-archive` (including hostile
 //! archives), `get`, immutability and scope isolation.
 
-use std::{
-    fs,
-    io::Write,
-    os::unix::fs::symlink,
-    path::{Path, PathBuf},
-    process::{Command, Output},
-};
+use std::{fs, io::Write, os::unix::fs::symlink, path::Path, process::Command};
 
-struct Sandbox {
-    root: tempfile::TempDir,
-}
+mod common;
 
-impl Sandbox {
-    fn new() -> Self {
-        let s = Self {
-            root: tempfile::tempdir().unwrap(),
-        };
-        fs::create_dir_all(s.ws()).unwrap();
-        fs::create_dir_all(s.outside()).unwrap();
-        fs::write(s.outside().join("sentinel"), b"untouched").unwrap();
-        s
-    }
-    fn ws(&self) -> PathBuf {
-        self.root.path().join("ws")
-    }
-    fn outside(&self) -> PathBuf {
-        self.root.path().join("outside")
-    }
-    fn output_file(&self) -> PathBuf {
-        self.root.path().join("github_output")
-    }
-
-    /// Runs `runcache` in the workspace with a clean, GitHub-like env.
-    fn run(&self, args: &[&str], git_ref: &str) -> Output {
-        self.run_env(args, git_ref, &[])
-    }
-
-    /// [`Sandbox::run`] with `extra` variables set on top.
-    fn run_env(&self, args: &[&str], git_ref: &str, extra: &[(&str, &str)]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_runcache"))
-            .args(args)
-            .current_dir(self.ws())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", self.root.path())
-            .env("RUNCACHE_HOME", self.root.path().join("home"))
-            .env("GITHUB_REPOSITORY", "acme/app")
-            .env("GITHUB_REF", git_ref)
-            .env("GITHUB_EVENT_NAME", "push")
-            .env("GITHUB_OUTPUT", self.output_file())
-            .envs(extra.iter().copied())
-            .output()
-            .unwrap()
-    }
-
-    fn outputs(&self) -> String {
-        fs::read_to_string(self.output_file()).unwrap_or_default()
-    }
-
-    fn outside_listing(&self) -> Vec<String> {
-        let mut names: Vec<_> = fs::read_dir(self.outside())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        names
-    }
-}
-
-const MAIN: &str = "refs/heads/main";
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use common::{ok, stderr, Sandbox, MAIN};
 
 #[test]
 fn miss_exit_codes_and_step_outputs() {
@@ -225,7 +145,7 @@ fn actions_cache_archive(dir: &Path, what: &str, dest: &Path) {
 #[test]
 fn from_archive_imports_an_actions_cache_archive_and_get_fetches_it() {
     let s = Sandbox::new();
-    let src = s.root.path().join("src");
+    let src = s.root().join("src");
     fs::create_dir_all(src.join("node_modules/pkg")).unwrap();
     fs::write(
         src.join("node_modules/pkg/index.js"),
@@ -233,7 +153,7 @@ fn from_archive_imports_an_actions_cache_archive_and_get_fetches_it() {
     )
     .unwrap();
     symlink("pkg/index.js", src.join("node_modules/main.js")).unwrap();
-    let archive = s.root.path().join("cache.tzst");
+    let archive = s.root().join("cache.tzst");
     actions_cache_archive(&src, "node_modules", &archive);
 
     let saved = ok(&s.run(
@@ -267,7 +187,7 @@ fn from_archive_imports_an_actions_cache_archive_and_get_fetches_it() {
     );
 
     // get by hash, as the raw archive: byte-identical to what was imported.
-    let fetched = s.root.path().join("fetched.tzst");
+    let fetched = s.root().join("fetched.tzst");
     let got = s.run(
         &[
             "get",
@@ -286,7 +206,7 @@ fn from_archive_imports_an_actions_cache_archive_and_get_fetches_it() {
         stderr(&got)
     );
     // get by key, into another directory.
-    let other = s.root.path().join("other");
+    let other = s.root().join("other");
     let json = ok(&s.run(
         &[
             "get",
@@ -379,7 +299,7 @@ fn every_escape_kind_in_an_imported_archive_is_refused_with_nothing_written_outs
         ("fifo", vec![("cache/pipe", Fifo, "", b"")]),
     ];
     for (i, (name, entries)) in cases.into_iter().enumerate() {
-        let file = s.root.path().join(format!("{name}.tzst"));
+        let file = s.root().join(format!("{name}.tzst"));
         hostile_archive(&file, &entries);
         let key = format!("hostile-{i}");
         ok(&s.run(

@@ -7,13 +7,7 @@
 //! seen yet, a tampered upload, a dead-lettered message, an entry of another
 //! compression) are set up through the library on the same `$RUNCACHE_HOME`.
 
-use std::{
-    collections::BTreeSet,
-    fs,
-    path::PathBuf,
-    process::{Command, Output},
-    sync::Arc,
-};
+use std::{collections::BTreeSet, fs, process::Output, sync::Arc};
 
 use runcache::explain::{cache_version_with, staging_metadata};
 use runcache_infra::{names, queue::trace, Backend, Config, OutgoingMessage, SystemClock};
@@ -23,53 +17,33 @@ use runcache_schemas::{
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-const REPO: &str = "acme/app";
-const MAIN: &str = "refs/heads/main";
+mod common;
 
-struct Sandbox {
-    root: tempfile::TempDir,
+use common::{ok, stderr, MAIN, REPO};
+
+/// The explain tests' sandbox: `dist/app.js` and `extra/notes.txt` in the
+/// workspace, and the library's view of its home.
+struct Sandbox(common::Sandbox);
+
+impl std::ops::Deref for Sandbox {
+    type Target = common::Sandbox;
+    fn deref(&self) -> &common::Sandbox {
+        &self.0
+    }
 }
 
 impl Sandbox {
     fn new() -> Self {
-        let s = Self {
-            root: tempfile::tempdir().unwrap(),
-        };
+        let s = common::Sandbox::new();
         fs::create_dir_all(s.ws().join("dist")).unwrap();
         fs::write(s.ws().join("dist/app.js"), b"console.log(1)").unwrap();
         fs::create_dir_all(s.ws().join("extra")).unwrap();
         fs::write(s.ws().join("extra/notes.txt"), b"notes").unwrap();
-        s
-    }
-
-    fn ws(&self) -> PathBuf {
-        self.root.path().join("ws")
-    }
-
-    fn home(&self) -> PathBuf {
-        self.root.path().join("home")
-    }
-
-    /// Runs `runcache` in the workspace with a clean, GitHub-like env.
-    fn run(&self, args: &[&str], git_ref: &str) -> Output {
-        self.run_with(args, git_ref, &[])
+        Sandbox(s)
     }
 
     fn run_with(&self, args: &[&str], git_ref: &str, env: &[(&str, &str)]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_runcache"));
-        cmd.args(args)
-            .current_dir(self.ws())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", self.root.path())
-            .env("RUNCACHE_HOME", self.home())
-            .env("GITHUB_REPOSITORY", REPO)
-            .env("GITHUB_REF", git_ref)
-            .env("GITHUB_EVENT_NAME", "push");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.output().unwrap()
+        self.run_env(args, git_ref, env)
     }
 
     fn save(&self, key: &str, paths: &[&str], git_ref: &str) {
@@ -94,21 +68,6 @@ impl Sandbox {
     fn backend(&self) -> Backend {
         Backend::local(&Config::local(self.home()), Arc::new(SystemClock)).unwrap()
     }
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Restores `key` (with `--explain`) after removing `dist`, asserts the miss
