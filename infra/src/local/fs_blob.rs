@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::{
     fs,
-    io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader, BufWriter},
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader, BufWriter},
 };
 
 use crate::{
@@ -130,6 +130,49 @@ impl FsBlobStore {
     }
 }
 
+/// Early writeback for a put: every [`WRITEBACK_CHUNK`] bytes, asks the
+/// kernel to start writing the previous chunk to disk, without waiting and
+/// without locking the file (`posix_fadvise(DONTNEED)` on pages that are
+/// still dirty starts their writeback and leaves them cached). The put's
+/// final fsync then waits for the last chunks only, instead of for the
+/// whole object after it has been written (about 0.4 s per GiB here).
+struct Writeback {
+    file: std::sync::Arc<std::fs::File>,
+    /// Bytes up to here have been handed to the kernel for writeback.
+    started: u64,
+    pending: Option<tokio::task::JoinHandle<()>>,
+}
+
+const WRITEBACK_CHUNK: u64 = 32 << 20;
+
+impl Writeback {
+    async fn new(file: &fs::File) -> std::io::Result<Writeback> {
+        Ok(Writeback {
+            file: std::sync::Arc::new(file.try_clone().await?.into_std().await),
+            started: 0,
+            pending: None,
+        })
+    }
+
+    /// `written` bytes have been handed to the file so far.
+    async fn wrote(&mut self, written: u64) {
+        // A chunk behind the writer, so its bytes have left tokio's buffer.
+        let upto = written.saturating_sub(WRITEBACK_CHUNK) / WRITEBACK_CHUNK * WRITEBACK_CHUNK;
+        let Some(len) = std::num::NonZeroU64::new(upto.saturating_sub(self.started)) else {
+            return;
+        };
+        if let Some(previous) = self.pending.take() {
+            let _ = previous.await;
+        }
+        let (file, from) = (self.file.clone(), self.started);
+        self.pending = Some(tokio::task::spawn_blocking(move || {
+            // Advice only: the final fsync makes the bytes durable anyway.
+            let _ = rustix::fs::fadvise(&*file, from, Some(len), rustix::fs::Advice::DontNeed);
+        }));
+        self.started = upto;
+    }
+}
+
 /// Removes a temp file when dropped, unless it was published.
 struct TempFile {
     path: PathBuf,
@@ -192,12 +235,30 @@ impl BlobStore for FsBlobStore {
         let file = fs::File::create(&tmp.path)
             .await
             .map_err(|e| StoreError::io(tmp.path.display().to_string(), e))?;
-        let mut writer = BufWriter::with_capacity(IO_BUFFER, file);
-        let mut reader = BufReader::with_capacity(IO_BUFFER, body);
         let what = || format!("upload of `{key}`");
-        tokio::io::copy_buf(&mut reader, &mut writer)
+        let mut writeback = Writeback::new(&file)
             .await
             .map_err(|e| StoreError::io(what(), e))?;
+        let mut writer = BufWriter::with_capacity(IO_BUFFER, file);
+        let mut reader = BufReader::with_capacity(IO_BUFFER, body);
+        let mut written = 0u64;
+        loop {
+            let chunk = reader
+                .fill_buf()
+                .await
+                .map_err(|e| StoreError::io(what(), e))?;
+            if chunk.is_empty() {
+                break;
+            }
+            let n = chunk.len();
+            writer
+                .write_all(chunk)
+                .await
+                .map_err(|e| StoreError::io(what(), e))?;
+            reader.consume(n);
+            written += n as u64;
+            writeback.wrote(written).await;
+        }
         writer
             .flush()
             .await
