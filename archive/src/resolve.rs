@@ -105,7 +105,7 @@ impl Excludes {
     }
 
     fn matches(&self, path: &Path) -> bool {
-        self.0.is_match(path)
+        !self.0.is_empty() && self.0.is_match(path)
     }
 
     /// Whether `path` or any directory above it is excluded.
@@ -134,8 +134,10 @@ fn exists(path: &Path) -> Result<bool, ArchiveError> {
 }
 
 /// Lists a real directory (not through a symlink); `None` when `path` is
-/// anything else.
-fn children(path: &Path) -> Result<Option<Vec<PathBuf>>, ArchiveError> {
+/// anything else. Each child comes with whether it is a real directory,
+/// from the directory listing itself (no `lstat` per entry where the
+/// filesystem reports entry types).
+fn children(path: &Path) -> Result<Option<Vec<(PathBuf, bool)>>, ArchiveError> {
     let meta = match fs::symlink_metadata(path) {
         Ok(meta) => meta,
         // Removed while we walk: nothing to list.
@@ -145,11 +147,22 @@ fn children(path: &Path) -> Result<Option<Vec<PathBuf>>, ArchiveError> {
     if !meta.is_dir() {
         return Ok(None);
     }
+    list(path).map(Some)
+}
+
+fn list(dir: &Path) -> Result<Vec<(PathBuf, bool)>, ArchiveError> {
     let mut out = Vec::new();
-    for entry in fs::read_dir(path).map_err(ArchiveError::io(path))? {
-        out.push(entry.map_err(ArchiveError::io(path))?.path());
+    for entry in fs::read_dir(dir).map_err(ArchiveError::io(dir))? {
+        let entry = entry.map_err(ArchiveError::io(dir))?;
+        let is_dir = match entry.file_type() {
+            Ok(t) => t.is_dir(),
+            // Removed since the listing: nothing below it.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(ArchiveError::io(entry.path())(e)),
+        };
+        out.push((entry.path(), is_dir));
     }
-    Ok(Some(out))
+    Ok(out)
 }
 
 /// Adds `root` and everything below it, except what is excluded.
@@ -158,13 +171,23 @@ fn add_tree(
     excludes: &Excludes,
     found: &mut BTreeSet<PathBuf>,
 ) -> Result<(), ArchiveError> {
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(path) = stack.pop() {
+    if excludes.matches(root) {
+        return Ok(());
+    }
+    let mut stack = children(root)?.unwrap_or_default();
+    found.insert(root.to_path_buf());
+    while let Some((path, is_dir)) = stack.pop() {
         if excludes.matches(&path) {
             continue;
         }
-        if let Some(children) = children(&path)? {
-            stack.extend(children);
+        if is_dir {
+            match list(&path) {
+                Ok(below) => stack.extend(below),
+                // Removed while we walk: nothing to list.
+                Err(ArchiveError::Io { source, .. })
+                    if source.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
         }
         found.insert(path);
     }
@@ -187,7 +210,7 @@ fn walk_matching(
         if matcher.is_match(&path) {
             add_tree(&path, excludes, found)?;
         } else if let Some(children) = children(&path)? {
-            stack.extend(children);
+            stack.extend(children.into_iter().map(|(child, _)| child));
         }
     }
     Ok(())
