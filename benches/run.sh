@@ -190,12 +190,25 @@ if wants save_restore; then
       > "$bench/.saves"
     { read -r base_save; read -r rc_save; read -r posix_save; } < "$bench/.saves"
     archive=$(stat -c %s "$work/f.tzst")
+    if [ "$corpus" = node_modules ]; then
+      # Many small files: first into fresh directories, nothing deleted
+      # in between (every run creates its own tree; all go at the end).
+      fresh_n=0
+      measure_alt \
+        "fresh_n=\$((fresh_n + 1)); export dest='$work/fresh/'\$fresh_n; mkdir -p \"\$dest\"" "zstd -q -d -T0 -c '$work/f.tzst' | tar -xf - -C \"\$dest\"" \
+        "fresh_n=\$((fresh_n + 1)); export dest='$work/fresh/'\$fresh_n; mkdir -p \"\$dest\"" "cd \"\$dest\" && RUNCACHE_HOME='$home' exec '$rc' -q restore --key bench --path '$path'" \
+        > "$bench/.fresh"
+      { read -r fresh_base; read -r fresh_rc; } < "$bench/.fresh"
+    fi
     measure_alt \
       "rm -rf '$work/out' '$work/ws' && mkdir -p '$work/out'" "zstd -q -d -T0 -c '$work/f.tzst' | tar -xf - -C '$work/out'" \
       "rm -rf '$work/out' '$work/ws' && mkdir -p '$work/ws'" "cd '$work/ws' && RUNCACHE_HOME='$home' exec '$rc' -q restore --key bench --path '$path'" \
       > "$bench/.restores"
     { read -r base_restore; read -r rc_restore; } < "$bench/.restores"
     rm -rf "$work"
+    if [ "$corpus" = node_modules ]; then
+      small_files="| $what | ${fresh_rc% *} s / ${fresh_base% *} s = **$(ratio "${fresh_rc% *}" "${fresh_base% *}")** | ${rc_restore% *} s / ${base_restore% *} s = **$(ratio "${rc_restore% *}" "${base_restore% *}")** |"
+    fi
 
     rows+=("| $what | $(( bytes >> 20 )) MiB → $(( archive >> 20 )) MiB | ${rc_save% *} s / ${base_save% *} s = **$(ratio "${rc_save% *}" "${base_save% *}")** | ${posix_save% *} s: $(ratio "${rc_save% *}" "${posix_save% *}") | ${rc_restore% *} s / ${base_restore% *} s = **$(ratio "${rc_restore% *}" "${base_restore% *}")** | $(mib "${rc_save#* }") / $(mib "${rc_restore#* }") | $(mib "${base_save#* }") / $(mib "${base_restore#* }") |")
   done
@@ -204,6 +217,11 @@ if wants save_restore; then
     echo "|---|---|---|---|---|---|---|"
     printf '%s\n' "${rows[@]}"
   } > "$out/save_restore.md"
+  {
+    echo "| corpus | restore into a fresh directory: runcache / zstd\|tar = ratio | right after deleting the previous restore: runcache / zstd\|tar = ratio |"
+    echo "|---|---|---|"
+    echo "$small_files"
+  } > "$out/small_files.md"
 fi
 
 if wants hash; then
@@ -260,7 +278,9 @@ fi
 
 # --- results -----------------------------------------------------------------
 : > "$results"
-for section in $only; do
+sections="$only"
+wants save_restore && sections="$sections small_files"
+for section in $sections; do
   [ -f "$out/$section.md" ] || continue
   { echo "<!-- $section -->"; cat "$out/$section.md"; echo; } >> "$results"
   if [ "$update_docs" = 1 ]; then

@@ -100,46 +100,17 @@ pub trait CacheIndex: Send + Sync + Debug {
 
     /// Every entry (any ref, version or state) of a repository with exactly
     /// this key, newest first: "the key exists, but not where you looked".
-    ///
-    /// The default filters [`CacheIndex::by_repository`]; adapters answer it
-    /// with a narrower query.
-    async fn by_key(&self, repository: &str, key: &str) -> Result<Vec<IndexEntry>, StoreError> {
-        let mut entries = self.by_repository(repository, None).await?;
-        entries.retain(|e| e.cache_key == key);
-        Ok(entries)
-    }
+    async fn by_key(&self, repository: &str, key: &str) -> Result<Vec<IndexEntry>, StoreError>;
 
     /// Up to `limit` entries (any state) of one scope and version whose key
     /// starts with `prefix`, in key order: the neighbours of a missed key.
-    ///
-    /// The default filters a full [`CacheIndex::scan`]; adapters answer it
-    /// with one query on the scope.
     async fn list_prefix(
         &self,
         scope: &Scope,
         version: &str,
         prefix: &str,
         limit: usize,
-    ) -> Result<Vec<IndexEntry>, StoreError> {
-        let mut found = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let page = self.scan(cursor.as_deref(), 1000).await?;
-            found.extend(page.entries.into_iter().filter(|e| {
-                e.repository == scope.repository
-                    && e.git_ref == scope.git_ref
-                    && e.cache_version == version
-                    && e.cache_key.starts_with(prefix)
-            }));
-            match page.next {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
-        }
-        found.sort_by(|a, b| a.cache_key.cmp(&b.cache_key));
-        found.truncate(limit);
-        Ok(found)
-    }
+    ) -> Result<Vec<IndexEntry>, StoreError>;
 
     async fn set_state(
         &self,
