@@ -14,7 +14,7 @@
 #                corpora are built once and reused
 #   SIZE_MB      size of the incompressible and compressible files, and of
 #                the promote batch (default 1024)
-#   RUNS         runs per timing, the median is reported (default 3)
+#   RUNS         runs per timing, the median is reported (default 5)
 #   ONLY         sections to run (default: machine save_restore hash promote lookup simulate)
 #   PROFILE      cargo profile of the binaries (default release)
 #   TARGET_SRC   the cargo target/ copied as a corpus (default: this repo's
@@ -37,7 +37,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 bench="${BENCH_DIR:-/tmp/runcache-bench}"
 size_mb="${SIZE_MB:-1024}"
-runs="${RUNS:-3}"
+runs="${RUNS:-5}"
 only="${ONLY:-machine save_restore hash promote lookup simulate}"
 profile="${PROFILE:-release}"
 results="${RESULTS:-$bench/results.md}"
