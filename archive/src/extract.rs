@@ -46,7 +46,7 @@ use tempfile::TempDir;
 
 use crate::paths::{absolute_workspace, bytes_to_path, declared_roots, parse_patterns};
 use crate::safety::{Bounds, Landing};
-use crate::stream::{hashing_read_ahead, LimitExceeded, LimitedReader};
+use crate::stream::{decompressing_read_ahead, LimitExceeded, LimitedReader};
 use crate::tar_read::{TarEntry, TarReader};
 use crate::tar_write::Mtime;
 use crate::{ArchiveError, Limit};
@@ -161,14 +161,10 @@ impl Extraction {
         let (entries, dirs, unpacked_bytes, (sha256_hex, compressed_bytes)) =
             std::thread::scope(|scope| {
                 let input_failed = Rc::new(Cell::new(false));
-                let (chunks, reader) = hashing_read_ahead(scope, input, Rc::clone(&input_failed));
-                let decoder = zstd::stream::read::Decoder::new(chunks).map_err(|e| {
-                    ArchiveError::Corrupt {
-                        detail: format!("cannot start zstd decompression: {e}"),
-                    }
-                })?;
+                let (decompressed, reader) =
+                    decompressing_read_ahead(scope, input, Rc::clone(&input_failed));
                 let mut tar =
-                    TarReader::new(LimitedReader::new(decoder, limits.max_unpacked_bytes));
+                    TarReader::new(LimitedReader::new(decompressed, limits.max_unpacked_bytes));
                 let mut unpacker = Unpacker {
                     bounds: &bounds,
                     temp: temp.path(),
@@ -183,13 +179,10 @@ impl Extraction {
                 unpacker.run(&mut tar)?;
                 let Unpacker { entries, dirs, .. } = unpacker;
 
-                let limited = tar.into_inner();
-                let unpacked_bytes = limited.bytes_read();
-                // Whatever follows the last zstd frame is part of the input too.
-                let mut rest = limited.into_inner().finish();
-                io::copy(&mut rest, &mut io::sink())
-                    .map_err(|source| ArchiveError::Input { source })?;
-                drop(rest);
+                // `run` read the decompressed stream to its end; the
+                // read-ahead thread hashed whatever followed the last zstd
+                // frame too.
+                let unpacked_bytes = tar.into_inner().bytes_read();
                 let digest = reader.join().map_err(|_| ArchiveError::Input {
                     source: io::Error::other("the thread reading the archive panicked"),
                 })?;

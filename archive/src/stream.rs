@@ -72,47 +72,78 @@ impl<W: Write> Write for CountingWriter<W> {
     }
 }
 
-/// Bytes handed from the read-ahead thread at a time, and how many chunks
-/// may wait: bounds the read-ahead at 4 MiB.
+/// Decompressed bytes handed from the read-ahead thread at a time, and how
+/// many chunks may wait: bounds the read-ahead at 4 MiB.
 const READ_AHEAD_CHUNK: usize = 1 << 20;
 const READ_AHEAD_DEPTH: usize = 4;
 
-/// Reads `inner` to its end on a thread of `scope`, hashing and counting
-/// every byte, and hands the bytes over through a bounded channel: reading
-/// and hashing overlap with decompressing and unpacking on the caller's
-/// thread (a second core instead of one thread doing everything). The
-/// thread returns the SHA-256 hex and byte count once `inner` is exhausted;
-/// it stops early when the returned reader is dropped.
-pub(crate) fn hashing_read_ahead<'scope, R: Read + Send + 'scope>(
+/// What the read-ahead thread hands over: decompressed bytes, or why it
+/// stopped.
+enum Ahead {
+    Bytes(Vec<u8>),
+    /// Reading the archive itself failed.
+    InputFailed(io::Error),
+    /// The archive could not be decompressed.
+    Corrupt(io::Error),
+}
+
+/// Reads the zstd stream `inner` to its end on a thread of `scope`: hashes
+/// and counts every compressed byte, decompresses, and hands the
+/// decompressed bytes over through a bounded channel. Reading, hashing and
+/// decompressing thus overlap with unpacking on the caller's thread (as
+/// `zstd -d | tar -x` runs in two processes). Whatever follows the last
+/// zstd frame is read and hashed too. The thread returns the SHA-256 hex
+/// and byte count of the compressed input once it is exhausted; it stops
+/// early when the returned reader is dropped.
+pub(crate) fn decompressing_read_ahead<'scope, R: Read + Send + 'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
-    mut inner: R,
+    inner: R,
     failed: Rc<Cell<bool>>,
 ) -> (
     ChunkReader,
     std::thread::ScopedJoinHandle<'scope, (String, u64)>,
 ) {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(READ_AHEAD_DEPTH);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Ahead>(READ_AHEAD_DEPTH);
     let reader = scope.spawn(move || {
-        let (mut hasher, mut bytes) = (Sha256::new(), 0u64);
+        let input = HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+            failed: false,
+        };
+        let mut decoder = match zstd::stream::read::Decoder::new(input) {
+            Ok(decoder) => decoder,
+            Err(e) => {
+                let _ = tx.send(Ahead::Corrupt(e));
+                return (String::new(), 0);
+            }
+        };
         loop {
             let mut chunk = vec![0; READ_AHEAD_CHUNK];
-            let item = match inner.read(&mut chunk) {
+            match fill(&mut decoder, &mut chunk) {
                 Ok(0) => break,
                 Ok(n) => {
                     chunk.truncate(n);
-                    hasher.update(&chunk);
-                    bytes += n as u64;
-                    Ok(chunk)
+                    if tx.send(Ahead::Bytes(chunk)).is_err() {
+                        break; // the caller stopped
+                    }
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => Err(e),
-            };
-            let stop = item.is_err();
-            if tx.send(item).is_err() || stop {
-                break;
+                Err(e) => {
+                    let _ = tx.send(if decoder.get_ref().get_ref().failed {
+                        Ahead::InputFailed(e)
+                    } else {
+                        Ahead::Corrupt(e)
+                    });
+                    break;
+                }
             }
         }
-        (hex::encode(hasher.finalize()), bytes)
+        let mut rest = decoder.finish();
+        if let Err(e) = io::copy(&mut rest, &mut io::sink()) {
+            let _ = tx.send(Ahead::InputFailed(e));
+        }
+        let input = rest.into_inner();
+        (hex::encode(input.hasher.finalize()), input.bytes)
     });
     let chunks = ChunkReader {
         rx,
@@ -123,12 +154,53 @@ pub(crate) fn hashing_read_ahead<'scope, R: Read + Send + 'scope>(
     (chunks, reader)
 }
 
-/// The caller's end of [`hashing_read_ahead`]. Records (in a flag shared
-/// with the caller) whether the input itself failed, so that an error
-/// surfacing through the decompressor and the tar parser can be told apart
-/// from a corrupt archive.
+/// Reads into `buf` until it is full or the input ends.
+fn fill(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Hashes and counts what is read from `inner`, and remembers whether
+/// `inner` itself failed.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    bytes: u64,
+    failed: bool,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.hasher.update(&buf[..n]);
+                self.bytes += n as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    self.failed = true;
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The caller's end of [`decompressing_read_ahead`]: the decompressed
+/// stream. Records (in a flag shared with the caller) whether the input
+/// itself failed, so that an error surfacing through the tar parser can be
+/// told apart from a corrupt archive.
 pub(crate) struct ChunkReader {
-    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    rx: std::sync::mpsc::Receiver<Ahead>,
     chunk: Vec<u8>,
     pos: usize,
     failed: Rc<Cell<bool>>,
@@ -138,11 +210,12 @@ impl Read for ChunkReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.pos == self.chunk.len() {
             match self.rx.recv() {
-                Ok(Ok(chunk)) => (self.chunk, self.pos) = (chunk, 0),
-                Ok(Err(e)) => {
+                Ok(Ahead::Bytes(chunk)) => (self.chunk, self.pos) = (chunk, 0),
+                Ok(Ahead::InputFailed(e)) => {
                     self.failed.set(true);
                     return Err(e);
                 }
+                Ok(Ahead::Corrupt(e)) => return Err(e),
                 // The reader thread finished: the input ended.
                 Err(_) => return Ok(0),
             }
@@ -194,10 +267,6 @@ impl<R: Read> LimitedReader<R> {
 
     pub fn bytes_read(&self) -> u64 {
         self.bytes
-    }
-
-    pub fn into_inner(self) -> R {
-        self.inner
     }
 }
 
