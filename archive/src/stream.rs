@@ -72,13 +72,12 @@ impl<W: Write> Write for CountingWriter<W> {
     }
 }
 
-/// Decompressed bytes handed from the read-ahead thread at a time, and how
-/// many chunks may wait: bounds the read-ahead at 4 MiB.
+/// Bytes handed from one read-ahead stage to the next at a time, and how
+/// many chunks may wait between two stages: bounds each at 4 MiB.
 const READ_AHEAD_CHUNK: usize = 1 << 20;
 const READ_AHEAD_DEPTH: usize = 4;
 
-/// What the read-ahead thread hands over: decompressed bytes, or why it
-/// stopped.
+/// What a read-ahead stage hands over: bytes, or why it stopped.
 enum Ahead {
     Bytes(Vec<u8>),
     /// Reading the archive itself failed.
@@ -87,35 +86,63 @@ enum Ahead {
     Corrupt(io::Error),
 }
 
-/// Reads the zstd stream `inner` to its end on a thread of `scope`: hashes
-/// and counts every compressed byte, decompresses, and hands the
-/// decompressed bytes over through a bounded channel. Reading, hashing and
-/// decompressing thus overlap with unpacking on the caller's thread (as
-/// `zstd -d | tar -x` runs in two processes). Whatever follows the last
-/// zstd frame is read and hashed too. The thread returns the SHA-256 hex
-/// and byte count of the compressed input once it is exhausted; it stops
-/// early when the returned reader is dropped.
+/// Reads the zstd stream `inner` to its end in two stages on threads of
+/// `scope`: one reads, hashes and counts every compressed byte (whatever
+/// follows the last zstd frame included), the next decompresses; the
+/// returned reader yields the decompressed bytes. Reading and hashing,
+/// decompressing and the caller's unpacking thus overlap, as `zstd -d |
+/// tar -x` runs in two processes: which one dominates depends on the data
+/// (hashing for incompressible bytes, file creation for many small files).
+/// The join handle gives the SHA-256 hex and byte count of the compressed
+/// input once it is exhausted; both stages stop early when the returned
+/// reader is dropped.
 pub(crate) fn decompressing_read_ahead<'scope, R: Read + Send + 'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
-    inner: R,
+    mut inner: R,
     failed: Rc<Cell<bool>>,
 ) -> (
     ChunkReader,
     std::thread::ScopedJoinHandle<'scope, (String, u64)>,
 ) {
+    let (compressed_tx, compressed_rx) = std::sync::mpsc::sync_channel::<Ahead>(READ_AHEAD_DEPTH);
+    let hashing = scope.spawn(move || {
+        let (mut hasher, mut bytes) = (Sha256::new(), 0u64);
+        loop {
+            let mut chunk = vec![0; READ_AHEAD_CHUNK];
+            let item = match inner.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => {
+                    chunk.truncate(n);
+                    hasher.update(&chunk);
+                    bytes += n as u64;
+                    Ahead::Bytes(chunk)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Ahead::InputFailed(e),
+            };
+            let stop = !matches!(item, Ahead::Bytes(_));
+            if compressed_tx.send(item).is_err() || stop {
+                break;
+            }
+        }
+        (hex::encode(hasher.finalize()), bytes)
+    });
     let (tx, rx) = std::sync::mpsc::sync_channel::<Ahead>(READ_AHEAD_DEPTH);
-    let reader = scope.spawn(move || {
-        let input = HashingReader {
-            inner,
-            hasher: Sha256::new(),
-            bytes: 0,
-            failed: false,
+    scope.spawn(move || {
+        let input_failed = Rc::new(Cell::new(false));
+        let compressed = ChunkReader::new(compressed_rx, Rc::clone(&input_failed));
+        let classify = |e: io::Error| {
+            if input_failed.get() {
+                Ahead::InputFailed(e)
+            } else {
+                Ahead::Corrupt(e)
+            }
         };
-        let mut decoder = match zstd::stream::read::Decoder::new(input) {
+        let mut decoder = match zstd::stream::read::Decoder::new(compressed) {
             Ok(decoder) => decoder,
             Err(e) => {
                 let _ = tx.send(Ahead::Corrupt(e));
-                return (String::new(), 0);
+                return;
             }
         };
         loop {
@@ -125,33 +152,22 @@ pub(crate) fn decompressing_read_ahead<'scope, R: Read + Send + 'scope>(
                 Ok(n) => {
                     chunk.truncate(n);
                     if tx.send(Ahead::Bytes(chunk)).is_err() {
-                        break; // the caller stopped
+                        return; // the caller stopped
                     }
                 }
                 Err(e) => {
-                    let _ = tx.send(if decoder.get_ref().get_ref().failed {
-                        Ahead::InputFailed(e)
-                    } else {
-                        Ahead::Corrupt(e)
-                    });
-                    break;
+                    let _ = tx.send(classify(e));
+                    return;
                 }
             }
         }
-        let mut rest = decoder.finish();
-        if let Err(e) = io::copy(&mut rest, &mut io::sink()) {
-            let _ = tx.send(Ahead::InputFailed(e));
+        // Whatever follows the last zstd frame goes through the hashing
+        // stage too.
+        if let Err(e) = io::copy(&mut decoder.finish(), &mut io::sink()) {
+            let _ = tx.send(classify(e));
         }
-        let input = rest.into_inner();
-        (hex::encode(input.hasher.finalize()), input.bytes)
     });
-    let chunks = ChunkReader {
-        rx,
-        chunk: Vec::new(),
-        pos: 0,
-        failed,
-    };
-    (chunks, reader)
+    (ChunkReader::new(rx, failed), hashing)
 }
 
 /// Reads into `buf` until it is full or the input ends.
@@ -168,42 +184,26 @@ fn fill(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-/// Hashes and counts what is read from `inner`, and remembers whether
-/// `inner` itself failed.
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-    bytes: u64,
-    failed: bool,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.inner.read(buf) {
-            Ok(n) => {
-                self.hasher.update(&buf[..n]);
-                self.bytes += n as u64;
-                Ok(n)
-            }
-            Err(e) => {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    self.failed = true;
-                }
-                Err(e)
-            }
-        }
-    }
-}
-
-/// The caller's end of [`decompressing_read_ahead`]: the decompressed
-/// stream. Records (in a flag shared with the caller) whether the input
-/// itself failed, so that an error surfacing through the tar parser can be
-/// told apart from a corrupt archive.
+/// The receiving end of a read-ahead stage, as a reader. Records (in a
+/// flag shared with its owner) whether the input itself failed, so that an
+/// error surfacing through the decompressor and the tar parser can be told
+/// apart from a corrupt archive.
 pub(crate) struct ChunkReader {
     rx: std::sync::mpsc::Receiver<Ahead>,
     chunk: Vec<u8>,
     pos: usize,
     failed: Rc<Cell<bool>>,
+}
+
+impl ChunkReader {
+    fn new(rx: std::sync::mpsc::Receiver<Ahead>, failed: Rc<Cell<bool>>) -> Self {
+        ChunkReader {
+            rx,
+            chunk: Vec::new(),
+            pos: 0,
+            failed,
+        }
+    }
 }
 
 impl Read for ChunkReader {
@@ -216,7 +216,7 @@ impl Read for ChunkReader {
                     return Err(e);
                 }
                 Ok(Ahead::Corrupt(e)) => return Err(e),
-                // The reader thread finished: the input ended.
+                // The stage finished: the input ended.
                 Err(_) => return Ok(0),
             }
         }
