@@ -411,16 +411,7 @@ async fn refused_claims_an_upload_made_for_another_key_or_scope(e: Env) {
 /// store reported for them.
 async fn stage_written(e: &Env, upload: &str, bytes: &[u8]) -> WrittenUpload {
     let ev = event(e, upload, hash_of(bytes), bytes.len() as u64);
-    let meta = e
-        .backend
-        .blobs
-        .put(
-            &ev.staging_key,
-            Box::pin(std::io::Cursor::new(bytes.to_vec())),
-            names::staging_claim_metadata(&ev.scope, &ev.cache_version, &ev.cache_key),
-        )
-        .await
-        .unwrap();
+    let meta = support::stage(&e.backend, &ev, bytes).await;
     WrittenUpload {
         upload_id: upload.into(),
         hash: hash_of(bytes),
@@ -468,12 +459,7 @@ async fn a_written_upload_replaced_after_the_save_is_hashed_and_rejected(e: Env)
     let mut bad = good.clone();
     bad[..3].copy_from_slice(b"THE"); // same size, other bytes
     stage_written(&e, "u1", &bad).await;
-    let ev = event(&e, "u1", hash_of(&good), good.len() as u64);
-    let promoter = promoter(&e.backend).with_written_upload(written);
-    assert_eq!(promoter.promote(&ev).await.unwrap(), Outcome::Done);
-    assert!(entries(&e).await.is_empty(), "never indexed");
-    assert!(artifacts(&e).await.is_empty());
-    assert!(exists(&e, "quarantine/u1").await);
+    assert_written_upload_rejected(&e, &good, written).await;
 }
 
 /// On the filesystem the etag includes the ctime, which a writer cannot
@@ -499,10 +485,16 @@ async fn a_written_upload_rewritten_in_place_with_its_mtime_set_back_is_rejected
         std::fs::metadata(&path).unwrap().modified().unwrap(),
         before.modified().unwrap()
     );
-    let ev = event(&e, "u1", hash_of(&good), good.len() as u64);
+    assert_written_upload_rejected(&e, &good, written).await;
+}
+
+/// Promotes upload `u1`, claiming `good`, with `written` handed over, and
+/// asserts it was hashed and rejected: never indexed, kept in quarantine.
+async fn assert_written_upload_rejected(e: &Env, good: &[u8], written: WrittenUpload) {
+    let ev = event(e, "u1", hash_of(good), good.len() as u64);
     let promoter = promoter(&e.backend).with_written_upload(written);
     assert_eq!(promoter.promote(&ev).await.unwrap(), Outcome::Done);
-    assert!(entries(&e).await.is_empty(), "never indexed");
-    assert!(artifacts(&e).await.is_empty());
-    assert!(exists(&e, "quarantine/u1").await);
+    assert!(entries(e).await.is_empty(), "never indexed");
+    assert!(artifacts(e).await.is_empty());
+    assert!(exists(e, "quarantine/u1").await);
 }

@@ -200,8 +200,8 @@ pub async fn put_bytes(b: &Backend, key: &str, bytes: &[u8]) {
 }
 
 /// Uploads `bytes` as `save` does for `ev`: at its staging key, with the
-/// `runcache-claim` metadata promote checks.
-pub async fn stage(b: &Backend, ev: &ArtifactStaged, bytes: &[u8]) {
+/// `runcache-claim` metadata promote checks. Returns what the store said.
+pub async fn stage(b: &Backend, ev: &ArtifactStaged, bytes: &[u8]) -> BlobMeta {
     b.blobs
         .put(
             &ev.staging_key,
@@ -209,7 +209,7 @@ pub async fn stage(b: &Backend, ev: &ArtifactStaged, bytes: &[u8]) {
             names::staging_claim_metadata(&ev.scope, &ev.cache_version, &ev.cache_key),
         )
         .await
-        .unwrap();
+        .unwrap()
 }
 
 pub fn promoter(b: &Backend) -> Promoter {
