@@ -1,11 +1,11 @@
 //! `runcache-bench hash FILE`: SHA-256 of a file through the hashing
-//! reader promote and the sweep verify with ([`runcache_worker::verify`]),
+//! reader promote and the sweep verify with ([`runcache_infra::digest`]),
 //! timed by `benches/run.sh` against `openssl dgst -sha256` and `sha256sum`.
 
 use std::{path::Path, time::Instant};
 
 use anyhow::{Context, Result};
-use runcache_worker::verify::digest;
+use runcache_infra::digest::digest;
 
 /// `{hex}  {path}` (as sha256sum prints it), then size and throughput.
 pub async fn hash_file(path: &Path) -> Result<String> {

@@ -15,7 +15,7 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 use chrono::Utc;
-use runcache_infra::{names, Backend, Config, OutgoingMessage, SystemClock};
+use runcache_infra::{staging, Backend, Config, OutgoingMessage, SystemClock};
 use runcache_schemas::{ArtifactStaged, BuildProvenance, ContentHash, Contract, Scope, TrustLevel};
 use runcache_worker::{drain, promote::promoter, run, ConsumerConfig};
 use sha2::{Digest, Sha256};
@@ -70,7 +70,7 @@ fn random_hash(seed: u64, len: u64) -> ContentHash {
 async fn stage(b: &Backend, upload: &str, key: &str, seed: u64, len: u64) -> Result<()> {
     let ev = ArtifactStaged {
         upload_id: upload.into(),
-        staging_key: names::staging_key(TrustLevel::Protected, upload),
+        staging_key: staging::key(TrustLevel::Protected, upload),
         claimed_hash: random_hash(seed, len),
         size_bytes: len,
         cache_key: key.into(),
@@ -95,7 +95,7 @@ async fn stage(b: &Backend, upload: &str, key: &str, seed: u64, len: u64) -> Res
         .put(
             &ev.staging_key,
             Box::pin(body),
-            names::staging_claim_metadata(&ev.scope, &ev.cache_version, &ev.cache_key),
+            staging::claim_metadata(&ev.scope, &ev.cache_version, &ev.cache_key),
         )
         .await?;
     b.staged.send(OutgoingMessage::new(ev.encode())).await?;
@@ -121,7 +121,7 @@ async fn promote_once(artifacts: usize, mib: usize, concurrency: usize) -> Resul
     let staged_dir = dir
         .path()
         .join("blobs")
-        .join(names::staging_key(TrustLevel::Protected, ""));
+        .join(staging::key(TrustLevel::Protected, ""));
     let files: Vec<_> = std::fs::read_dir(staged_dir)?
         .map(|e| e.map(|e| e.path()))
         .collect::<Result<_, _>>()?;

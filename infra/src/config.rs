@@ -6,6 +6,9 @@
 //! contract") and can each be overridden. [`LoadedConfig::explain`] says
 //! where every value came from, for `runcache config`.
 
+// One of the three readers of the process environment (clippy.toml).
+#![allow(clippy::disallowed_methods)]
+
 use std::path::{Path, PathBuf};
 
 use figment::{
@@ -70,10 +73,16 @@ pub struct Config {
     /// `staging/{min(trust of the job, max_trust)}/`, the prefix IAM lets
     /// the runner's role write. Set it to the runner fleet's tier.
     pub max_trust: TrustLevel,
+    /// Whether the CLI does the workers' part of its own work in-process
+    /// (promotes its save, counts pending accesses, applies its
+    /// invalidation) instead of leaving it to `runcache-worker`. Unset:
+    /// yes on the local backend (nothing else runs there), no on AWS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline_workers: Option<bool>,
 }
 
 /// The keys, in display order.
-const KEYS: [&str; 16] = [
+const KEYS: [&str; 17] = [
     "backend",
     "home",
     "stage",
@@ -90,6 +99,7 @@ const KEYS: [&str; 16] = [
     "ttl_days",
     "quota_bytes",
     "max_trust",
+    "inline_workers",
 ];
 
 impl Default for Config {
@@ -111,6 +121,7 @@ impl Default for Config {
             ttl_days: 90,
             quota_bytes: 10_000_000_000,
             max_trust: TrustLevel::Protected,
+            inline_workers: None,
         }
     }
 }
@@ -151,6 +162,11 @@ impl Config {
         self.invalidate_queue
             .clone()
             .unwrap_or_else(|| names::invalidate_queue(&self.stage))
+    }
+    /// [`Config::inline_workers`] with its default applied.
+    pub fn runs_workers_inline(&self) -> bool {
+        self.inline_workers
+            .unwrap_or(self.backend == BackendKind::Local)
     }
     pub fn metrics_namespace(&self) -> String {
         self.metrics_namespace
@@ -263,6 +279,7 @@ impl LoadedConfig {
                     "default_branch" => c.default_branch.clone(),
                     "ttl_days" => c.ttl_days.to_string(),
                     "quota_bytes" => c.quota_bytes.to_string(),
+                    "inline_workers" => c.runs_workers_inline().to_string(),
                     _ => c.max_trust.as_str().to_string(),
                 };
                 Setting {
@@ -276,6 +293,7 @@ impl LoadedConfig {
 
     fn source_of(&self, key: &str) -> String {
         match self.figment.find_metadata(key) {
+            None if key == "inline_workers" => "default (from backend)".into(),
             None => "default (from stage)".into(),
             Some(meta) => {
                 if let Some(figment::Source::File(path)) = &meta.source {

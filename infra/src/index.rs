@@ -31,8 +31,10 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use runcache_schemas::{
-    AuditRecord, ContentHash, EntryState, HitKind, IndexEntry, Scope, TrustLevel,
+    AuditRecord, ContentHash, EntryState, HitKind, IndexEntry, InvalidationSelector, Scope,
+    TrustLevel,
 };
+use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
 
@@ -180,19 +182,152 @@ pub async fn search(
     index: &dyn CacheIndex,
     req: &SearchRequest,
 ) -> Result<Option<SearchHit>, StoreError> {
-    let trusted = |e: &IndexEntry| e.is_live() && e.trust >= req.min_trust;
+    walk(index, req, None).await
+}
+
+/// [`search`], recording every lookup it makes and what it passed over:
+/// what `runcache explain` renders. The hit is the one [`search`] returns.
+pub async fn search_traced(
+    index: &dyn CacheIndex,
+    req: &SearchRequest,
+) -> Result<(Option<SearchHit>, SearchTrace), StoreError> {
+    let mut trace = SearchTrace::default();
+    let hit = walk(index, req, Some(&mut trace)).await?;
+    Ok((hit, trace))
+}
+
+/// The lookups of one search, in order, up to the one that matched.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SearchTrace {
+    pub steps: Vec<SearchStep>,
+    /// The exact key, found but not live (invalidated, evicted), per scope.
+    pub exact_not_live: Vec<IndexEntry>,
+    /// Live entries passed over for having less trust than asked.
+    pub below_trust: Vec<IndexEntry>,
+}
+
+/// One lookup of the search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchStep {
+    pub git_ref: String,
+    pub lookup: Lookup,
+    /// The key (exact) or prefix looked for.
+    pub looked_for: String,
+    pub role: KeyRole,
+    pub outcome: StepOutcome,
+    /// The key that matched, or the newest one passed over.
+    pub key: Option<String>,
+    /// For `not-live`: the entry's state.
+    pub state: Option<EntryState>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Lookup {
+    Exact,
+    Prefix,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyRole {
+    PrimaryKey,
+    RestoreKey,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepOutcome {
+    Matched,
+    NotFound,
+    /// The exact key is there but invalidated or evicted.
+    NotLive,
+    /// Live entries were there but built with less trust than `--trust`.
+    BelowTrust,
+}
+
+/// The one implementation of the search; `trace`, when given, records it.
+async fn walk(
+    index: &dyn CacheIndex,
+    req: &SearchRequest,
+    mut trace: Option<&mut SearchTrace>,
+) -> Result<Option<SearchHit>, StoreError> {
+    let trusted = |e: &IndexEntry| e.trust >= req.min_trust;
     for scope in &req.scopes {
+        let mut step = SearchStep {
+            git_ref: scope.git_ref.clone(),
+            lookup: Lookup::Exact,
+            looked_for: req.primary_key.clone(),
+            role: KeyRole::PrimaryKey,
+            outcome: StepOutcome::NotFound,
+            key: None,
+            state: None,
+        };
+        let mut hit = None;
         if let Some(entry) = index.get(scope, &req.version, &req.primary_key).await? {
-            if trusted(&entry) {
-                return Ok(Some(SearchHit {
+            step.key = Some(entry.cache_key.clone());
+            step.state = Some(entry.state);
+            if !entry.is_live() {
+                step.outcome = StepOutcome::NotLive;
+                if let Some(t) = trace.as_deref_mut() {
+                    t.exact_not_live.push(entry);
+                }
+            } else if !trusted(&entry) {
+                step.outcome = StepOutcome::BelowTrust;
+                if let Some(t) = trace.as_deref_mut() {
+                    t.below_trust.push(entry);
+                }
+            } else {
+                step.outcome = StepOutcome::Matched;
+                hit = Some(SearchHit {
                     entry,
                     kind: HitKind::Exact,
-                }));
+                });
             }
         }
-        for prefix in std::iter::once(&req.primary_key).chain(&req.restore_keys) {
+        if let Some(t) = trace.as_deref_mut() {
+            t.steps.push(step);
+        }
+        if hit.is_some() {
+            return Ok(hit);
+        }
+        let prefixes = std::iter::once((&req.primary_key, KeyRole::PrimaryKey))
+            .chain(req.restore_keys.iter().map(|k| (k, KeyRole::RestoreKey)));
+        for (prefix, role) in prefixes {
+            // Live entries only, newest first (the port's contract).
             let found = index.find_prefix(scope, &req.version, prefix).await?;
-            if let Some(entry) = found.into_iter().find(|e| trusted(e)) {
+            let mut step = SearchStep {
+                git_ref: scope.git_ref.clone(),
+                lookup: Lookup::Prefix,
+                looked_for: prefix.clone(),
+                role,
+                outcome: StepOutcome::NotFound,
+                key: None,
+                state: None,
+            };
+            let matched = found.iter().position(|e| e.is_live() && trusted(e));
+            if let Some(newest) = matched.map_or(found.first(), |i| found.get(i)) {
+                step.key = Some(newest.cache_key.clone());
+                step.state = Some(newest.state);
+                step.outcome = if matched.is_some() {
+                    StepOutcome::Matched
+                } else {
+                    StepOutcome::BelowTrust
+                };
+            }
+            if let Some(t) = trace.as_deref_mut() {
+                t.steps.push(step);
+                if matched.is_none() {
+                    for e in &found {
+                        if !t.below_trust.iter().any(|b| b.same_identity(e)) {
+                            t.below_trust.push(e.clone());
+                        }
+                    }
+                }
+            }
+            if let Some(i) = matched {
+                let entry = found.into_iter().nth(i).expect("matched index is in range");
                 let kind = if entry.cache_key == req.primary_key {
                     HitKind::Exact
                 } else {
@@ -224,4 +359,55 @@ pub async fn live_hashes(
             None => return Ok(hashes),
         }
     }
+}
+
+/// Whether `entry` satisfies every field the selector sets. A `gitRef` may
+/// be a full ref or a branch name (`main` is `refs/heads/main`).
+pub fn selects(selector: &InvalidationSelector, entry: &IndexEntry) -> bool {
+    let set = |o: &Option<String>| o.as_deref().filter(|s| !s.is_empty()).map(str::to_string);
+    set(&selector.repository).is_none_or(|r| entry.repository == r)
+        && set(&selector.git_ref).is_none_or(|r| {
+            entry.git_ref == r || entry.git_ref == Scope::new("", "").branch(&r).git_ref
+        })
+        && set(&selector.toolchain).is_none_or(|t| entry.toolchain == t)
+        && set(&selector.lockfile_hash).is_none_or(|l| entry.lockfile_hash.as_deref() == Some(&l))
+        && set(&selector.key_prefix).is_none_or(|p| entry.cache_key.starts_with(&p))
+}
+
+/// Every entry (any state) the selector matches, through the narrowest
+/// query the index offers for it. An empty selector matches nothing here
+/// (callers validate first).
+pub async fn matching(
+    index: &dyn CacheIndex,
+    selector: &InvalidationSelector,
+) -> Result<Vec<IndexEntry>, StoreError> {
+    if selector.validate().is_err() {
+        return Ok(Vec::new());
+    }
+    let nonempty = |o: &Option<String>| o.clone().filter(|s| !s.is_empty());
+    let candidates = if let Some(repo) = nonempty(&selector.repository) {
+        index
+            .by_repository(&repo, nonempty(&selector.toolchain).as_deref())
+            .await?
+    } else if let Some(lock) = nonempty(&selector.lockfile_hash) {
+        index.by_lockfile(&lock).await?
+    } else {
+        // Toolchain or key prefix alone: no index serves them across
+        // repositories, so scan (admin operations are rare).
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = index.scan(cursor.as_deref(), 1000).await?;
+            all.extend(page.entries);
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        all
+    };
+    Ok(candidates
+        .into_iter()
+        .filter(|e| selects(selector, e))
+        .collect())
 }

@@ -18,6 +18,7 @@ pub mod backend;
 pub mod blob;
 pub mod clock;
 pub mod config;
+pub mod digest;
 mod error;
 pub mod index;
 pub mod local;
@@ -25,6 +26,7 @@ pub mod metrics;
 pub mod names;
 pub mod provenance;
 pub mod queue;
+pub mod staging;
 pub mod telemetry;
 
 pub use backend::Backend;

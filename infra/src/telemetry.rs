@@ -25,6 +25,9 @@
 //! OpenTelemetry's contract, not runcache configuration); `RUNCACHE_LOG` is
 //! the one runcache variable it reads, as the binaries always did.
 
+// One of the three readers of the process environment (clippy.toml).
+#![allow(clippy::disallowed_methods)]
+
 use std::{fmt, time::Duration};
 
 use http_body_util::{BodyExt, Full};

@@ -220,7 +220,7 @@ pub async fn invalidate(
                 .into(),
         ));
     }
-    let live_matches_now = runcache_worker::invalidate::matching(&*backend.index, &selector)
+    let live_matches_now = runcache_infra::index::matching(&*backend.index, &selector)
         .await?
         .iter()
         .filter(|e| e.is_live())
@@ -430,7 +430,7 @@ pub async fn verify(backend: &Backend) -> Result<VerifyReport, AdminError> {
             let blobs = backend.blobs.clone();
             tasks.spawn(async move {
                 let result = match blobs.get(&meta.key, None).await {
-                    Ok(body) => runcache_worker::verify::digest(body)
+                    Ok(body) => runcache_infra::digest::digest(body)
                         .await
                         .map(Some)
                         .map_err(|e| e.to_string()),
@@ -492,7 +492,7 @@ fn names_match(key: &str, h: &ContentHash) -> bool {
 type Verified = (
     String,
     Option<ContentHash>,
-    Result<Option<runcache_worker::verify::Digested>, String>,
+    Result<Option<runcache_infra::digest::Digested>, String>,
 );
 
 fn record(report: &mut VerifyReport, done: Result<Verified, tokio::task::JoinError>) {

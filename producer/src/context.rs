@@ -2,7 +2,13 @@
 //! provenance a save records. Taken from flags, which default to the GitHub
 //! Actions variables (`GITHUB_REPOSITORY`, `GITHUB_REF`, …); outside GitHub
 //! Actions the repository defaults to `local` and the ref to the default
-//! branch. The only place the producer reads `GITHUB_*`/`RUNNER_*`.
+//! branch. The only module of the producer that reads the process
+//! environment (`GITHUB_*`, `RUNNER_*`, `TRACEPARENT`, the variables a key
+//! names), besides clap's `env` defaults on argument structs; the lint in
+//! clippy.toml keeps it so.
+
+// One of the three readers of the process environment (clippy.toml).
+#![allow(clippy::disallowed_methods)]
 
 use std::{collections::BTreeMap, path::PathBuf};
 
@@ -84,7 +90,36 @@ fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// The values of the environment variables a key names (`runcache key
+/// --env NAME`), unset ones as `None`.
+pub fn env_values(names: &[String]) -> std::collections::BTreeMap<String, Option<String>> {
+    names
+        .iter()
+        .map(|name| {
+            let value = std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
+            (name.clone(), value)
+        })
+        .collect()
+}
+
 impl RunContext {
+    /// The job, as the cache library sees it.
+    pub fn job(&self) -> runcache_cache::Job {
+        runcache_cache::Job {
+            scope: self.scope.clone(),
+            base_ref: self.base_ref.clone(),
+            default_branch: self.default_branch.clone(),
+            trust: self.trust,
+            traceparent: self.traceparent.clone(),
+        }
+    }
+
+    /// Who an admin request comes from when `--requested-by` is not given:
+    /// `$GITHUB_ACTOR` inside Actions, else `$USER`.
+    pub fn requester() -> Option<String> {
+        var("GITHUB_ACTOR").or_else(|| var("USER"))
+    }
+
     /// Provenance of the build about to be saved, from the Actions
     /// environment and git.
     pub fn provenance(&self) -> BuildProvenance {

@@ -593,15 +593,7 @@ impl KeyCommand {
                 toolchains: a.toolchains.iter().cloned().collect(),
                 detect_toolchains: !a.no_detect_toolchain,
                 toolchain_timeout: Duration::from_secs(a.toolchain_timeout),
-                env: a
-                    .env
-                    .iter()
-                    .map(|name| {
-                        let value =
-                            std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
-                        (name.clone(), value)
-                    })
-                    .collect(),
+                env: crate::context::env_values(&a.env),
                 config_files: a.config_files.iter().map(|p| cwd.join(p)).collect(),
                 config_values: a.config_values.clone(),
             },

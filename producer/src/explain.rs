@@ -25,11 +25,11 @@
 //! read `quarantine/` or the dead-letter queues) becomes a "not checked"
 //! line, never an error.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
+use runcache_cache::lookup::{lookup_traced, LookupRequest, Traced};
+pub use runcache_infra::index::{KeyRole, Lookup, SearchStep, StepOutcome};
 use runcache_infra::{
-    describe, index::restore_scopes, names, queue::ATTR_DEAD_LETTER_REASON, Backend, StoreError,
+    describe, names, queue::ATTR_DEAD_LETTER_REASON, staging, Backend, StoreError,
 };
 use runcache_schemas::{
     AuditAction, AuditRecord, EntryState, Event, HitKind, IndexEntry, Scope, TrustLevel,
@@ -61,86 +61,6 @@ const DEAD_LETTERS_INSPECTED: usize = 100;
 const CLOSEST_SHOWN: usize = 5;
 /// Entries of one kind reported before the rest are only counted.
 const FINDINGS_PER_KIND: usize = 10;
-
-/// The labels `save` puts on its staging object (S3 user metadata), so
-/// that `explain` can tell which key a staged or quarantined upload is for.
-/// Runner-supplied and used for nothing but this explanation.
-pub mod staging_labels {
-    /// SHA-256 hex of the cache key (keys may hold characters S3 metadata
-    /// cannot, and may be longer than it allows).
-    pub const KEY_SHA256: &str = "runcache-key-sha256";
-    pub const REPOSITORY: &str = "runcache-repository";
-    /// The scope's ref, percent-encoded outside printable ASCII.
-    pub const GIT_REF: &str = "runcache-ref";
-    pub const CACHE_VERSION: &str = "runcache-cache-version";
-}
-
-/// The metadata of a staging object holding a save of `key` to `scope`:
-/// the labels above, and the `runcache-claim` promote checks
-/// ([`names::staging_claim`]).
-pub fn staging_metadata(key: &str, scope: &Scope, version: &str) -> BTreeMap<String, String> {
-    let mut metadata = names::staging_claim_metadata(scope, version, key);
-    metadata.extend([
-        (staging_labels::KEY_SHA256.to_string(), key_sha256(key)),
-        (
-            staging_labels::REPOSITORY.to_string(),
-            percent_encode(&scope.repository),
-        ),
-        (
-            staging_labels::GIT_REF.to_string(),
-            percent_encode(&scope.git_ref),
-        ),
-        (
-            staging_labels::CACHE_VERSION.to_string(),
-            version.to_string(),
-        ),
-    ]);
-    metadata
-}
-
-/// The upload id in `staging/{tier}/{id}` (the key itself if it is not one).
-fn upload_id_of(key: &str) -> &str {
-    names::staged_tier(key).map_or(key, |(_, id)| id)
-}
-
-fn key_sha256(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
-}
-
-fn percent_encode(text: &str) -> String {
-    let mut out = String::new();
-    for b in text.bytes() {
-        if (0x20..0x7f).contains(&b) && b != b'%' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
 
 /// actions/toolkit's `getCacheVersion` with every input explicit: the path
 /// patterns in order, the compression method (none if empty), the
@@ -209,47 +129,6 @@ pub struct Explanation {
     pub findings: Vec<Finding>,
     /// Looks that could not be made (credentials, backend errors).
     pub not_checked: Vec<NotChecked>,
-}
-
-/// One lookup of the search.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SearchStep {
-    pub git_ref: String,
-    pub lookup: Lookup,
-    /// The key (exact) or prefix looked for.
-    pub looked_for: String,
-    pub role: KeyRole,
-    pub outcome: StepOutcome,
-    /// The key that matched, or the newest one passed over.
-    pub key: Option<String>,
-    /// For `not-live`: the entry's state.
-    pub state: Option<EntryState>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Lookup {
-    Exact,
-    Prefix,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum KeyRole {
-    PrimaryKey,
-    RestoreKey,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StepOutcome {
-    Matched,
-    NotFound,
-    /// The exact key is there but invalidated or evicted.
-    NotLive,
-    /// Live entries were there but built with less trust than `--trust`.
-    BelowTrust,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -451,8 +330,13 @@ pub async fn explain(
 ) -> Result<Explanation, ExplainError> {
     validate_keys(&req.key, &req.restore_keys)?;
     let version = runcache_archive::cache_version(&req.paths);
-    let scopes = restore_scopes(&ctx.scope, ctx.base_ref.as_deref(), &ctx.default_branch);
-    let walk = walk(backend, &scopes, &version, req).await?;
+    let lookup_req = LookupRequest {
+        primary_key: req.key.clone(),
+        restore_keys: req.restore_keys.clone(),
+        version: version.clone(),
+        min_trust: req.min_trust,
+    };
+    let Traced { hit, trace, scopes } = lookup_traced(backend, &ctx.job(), &lookup_req).await?;
     let mut out = Explanation {
         schema: REPORT_SCHEMA.into(),
         version: REPORT_VERSION,
@@ -465,11 +349,11 @@ pub async fn explain(
         cache_version: version.clone(),
         min_trust: req.min_trust,
         readable_refs: scopes.iter().map(|s| s.git_ref.clone()).collect(),
-        steps: walk.steps,
+        steps: trace.steps,
         result: SearchResult {
-            hit_kind: walk.hit.as_ref().map_or(HitKind::Miss, |(_, k)| *k),
-            matched_key: walk.hit.as_ref().map(|(e, _)| e.cache_key.clone()),
-            matched_ref: walk.hit.as_ref().map(|(e, _)| e.git_ref.clone()),
+            hit_kind: hit.as_ref().map_or(HitKind::Miss, |h| h.kind),
+            matched_key: hit.as_ref().map(|h| h.entry.cache_key.clone()),
+            matched_ref: hit.as_ref().map(|h| h.entry.git_ref.clone()),
         },
         summary: String::new(),
         findings: Vec::new(),
@@ -486,8 +370,8 @@ pub async fn explain(
             findings: Vec::new(),
             not_checked: Vec::new(),
         };
-        look.not_live(&walk.exact_not_live);
-        look.below_trust(&walk.below_trust);
+        look.not_live(&trace.exact_not_live);
+        look.below_trust(&trace.below_trust);
         look.elsewhere().await;
         look.audit_log().await;
         look.staging().await;
@@ -500,105 +384,6 @@ pub async fn explain(
     }
     out.summary = summary(&out);
     Ok(out)
-}
-
-/// What walking the search found.
-struct Walk {
-    steps: Vec<SearchStep>,
-    hit: Option<(IndexEntry, HitKind)>,
-    exact_not_live: Vec<IndexEntry>,
-    below_trust: Vec<IndexEntry>,
-}
-
-/// The search of `index::search`, step by step.
-async fn walk(
-    backend: &Backend,
-    scopes: &[Scope],
-    version: &str,
-    req: &ExplainRequest,
-) -> Result<Walk, StoreError> {
-    let trusted = |e: &IndexEntry| e.trust >= req.min_trust;
-    let mut walk = Walk {
-        steps: Vec::new(),
-        hit: None,
-        exact_not_live: Vec::new(),
-        below_trust: Vec::new(),
-    };
-    for scope in scopes {
-        let exact = backend.index.get(scope, version, &req.key).await?;
-        let mut step = SearchStep {
-            git_ref: scope.git_ref.clone(),
-            lookup: Lookup::Exact,
-            looked_for: req.key.clone(),
-            role: KeyRole::PrimaryKey,
-            outcome: StepOutcome::NotFound,
-            key: None,
-            state: None,
-        };
-        if let Some(entry) = exact {
-            step.key = Some(entry.cache_key.clone());
-            step.state = Some(entry.state);
-            if !entry.is_live() {
-                step.outcome = StepOutcome::NotLive;
-                walk.exact_not_live.push(entry);
-            } else if !trusted(&entry) {
-                step.outcome = StepOutcome::BelowTrust;
-                walk.below_trust.push(entry);
-            } else {
-                step.outcome = StepOutcome::Matched;
-                walk.steps.push(step);
-                walk.hit = Some((entry, HitKind::Exact));
-                return Ok(walk);
-            }
-        }
-        walk.steps.push(step);
-        let prefixes = std::iter::once((&req.key, KeyRole::PrimaryKey))
-            .chain(req.restore_keys.iter().map(|k| (k, KeyRole::RestoreKey)));
-        for (prefix, role) in prefixes {
-            let found = backend.index.find_prefix(scope, version, prefix).await?;
-            let mut step = SearchStep {
-                git_ref: scope.git_ref.clone(),
-                lookup: Lookup::Prefix,
-                looked_for: prefix.clone(),
-                role,
-                outcome: StepOutcome::NotFound,
-                key: None,
-                state: None,
-            };
-            if let Some(entry) = found.iter().find(|e| trusted(e)) {
-                let kind = if entry.cache_key == req.key {
-                    HitKind::Exact
-                } else {
-                    HitKind::Prefix
-                };
-                step.outcome = StepOutcome::Matched;
-                step.key = Some(entry.cache_key.clone());
-                step.state = Some(entry.state);
-                walk.steps.push(step);
-                walk.hit = Some((entry.clone(), kind));
-                return Ok(walk);
-            }
-            if let Some(newest) = found.first() {
-                step.outcome = StepOutcome::BelowTrust;
-                step.key = Some(newest.cache_key.clone());
-                step.state = Some(newest.state);
-            }
-            for e in found {
-                if !walk.below_trust.iter().any(|b| same_entry(b, &e)) {
-                    walk.below_trust.push(e);
-                }
-            }
-            walk.steps.push(step);
-        }
-    }
-    Ok(walk)
-}
-
-fn same_entry(a: &IndexEntry, b: &IndexEntry) -> bool {
-    a.repository == b.repository
-        && a.git_ref == b.git_ref
-        && a.cache_version == b.cache_version
-        && a.cache_key == b.cache_key
 }
 
 /// The looks around the primary key, collecting findings.
@@ -903,9 +688,8 @@ impl Look<'_> {
             }
         }
         // Upload ids are UUIDv7: their order is upload order; newest last.
-        keys.sort_by(|a, b| upload_id_of(a).cmp(upload_id_of(b)));
+        keys.sort_by(|a, b| staging::upload_id_of(a).cmp(staging::upload_id_of(b)));
         let newest = keys.len().saturating_sub(STAGING_INSPECTED);
-        let wanted = key_sha256(&self.req.key);
         let mut unlabelled = 0;
         for key in &keys[newest..] {
             let meta = match self.backend.blobs.head(key).await {
@@ -916,25 +700,22 @@ impl Look<'_> {
                     return;
                 }
             };
-            let label = |name: &str| meta.metadata.get(name).map(|v| percent_decode(v));
-            let Some(sha) = label(staging_labels::KEY_SHA256) else {
+            let Some(labels) = staging::Labels::read(&meta.metadata) else {
                 unlabelled += 1;
                 continue;
             };
-            let git_ref = label(staging_labels::GIT_REF).unwrap_or_default();
-            if sha != wanted
-                || label(staging_labels::REPOSITORY).as_deref()
-                    != Some(self.ctx.scope.repository.as_str())
-                || !self.readable(&git_ref)
+            if !labels.is_for_key(&self.req.key)
+                || labels.repository.as_deref() != Some(self.ctx.scope.repository.as_str())
+                || !self.readable(&labels.git_ref)
             {
                 continue;
             }
             self.findings.push(Finding::Staged {
-                git_ref,
-                upload_id: upload_id_of(key).to_string(),
+                upload_id: staging::upload_id_of(key).to_string(),
                 staged_at: meta.last_modified,
                 age_seconds: self.age(meta.last_modified),
-                same_version: label(staging_labels::CACHE_VERSION).as_deref() == Some(self.version),
+                same_version: labels.cache_version.as_deref() == Some(self.version),
+                git_ref: labels.git_ref,
             });
         }
         if unlabelled > 0 {
@@ -1566,16 +1347,6 @@ mod tests {
             cache_version_with(&paths, "gzip", false),
             runcache_archive::cache_version(&paths)
         );
-    }
-
-    #[test]
-    fn labels_survive_any_ref() {
-        for text in ["refs/heads/main", "refs/heads/fé%ture", "a b\n"] {
-            assert_eq!(percent_decode(&percent_encode(text)), text);
-            assert!(percent_encode(text)
-                .bytes()
-                .all(|b| (0x20..0x7f).contains(&b)));
-        }
     }
 
     #[test]

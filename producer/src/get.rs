@@ -2,18 +2,17 @@
 //! verified, into a directory or as the raw archive, and say where it came
 //! from (provenance). For another workflow, or an old build.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use runcache_archive::{ArchiveError, ExtractLimits, Extraction};
-use runcache_infra::{
-    index::{restore_scopes, search, SearchRequest},
-    names, Backend, StoreError,
+use runcache_cache::{
+    fetch::{self, FetchError},
+    lookup::{lookup, newest_with_key, LookupRequest},
 };
+use runcache_infra::{Backend, StoreError};
 use runcache_schemas::{ContentHash, IndexEntry, ProvenanceRecord, TrustLevel};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::io::SyncIoBridge;
 
 use crate::context::RunContext;
@@ -64,8 +63,8 @@ pub enum GetError {
         #[source]
         source: std::io::Error,
     },
-    #[error("downloaded bytes hash to {actual}, expected {expected}: nothing was written (the stored object was altered)")]
-    HashMismatch { expected: String, actual: String },
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
     #[error("{0}")]
     Task(String),
 }
@@ -79,12 +78,7 @@ pub async fn get(
 ) -> Result<GetReport, GetError> {
     let (hash, entry) = match target {
         GetTarget::Hash(h) => {
-            if backend
-                .blobs
-                .head(&names::artifact_key(h.hex()))
-                .await?
-                .is_none()
-            {
+            if !fetch::exists(backend, h).await? {
                 return Err(GetError::NotFound(format!(
                     "no artifact {h} in the store (check the hash with `runcache admin ls`)"
                 )));
@@ -97,12 +91,8 @@ pub async fn get(
         }
     };
     let provenance = backend.provenance.get(&hash).await?;
-    let cas_key = names::artifact_key(hash.hex());
     let (written_to, bytes) = match output {
-        GetOutput::Archive(file) => (
-            file.clone(),
-            write_archive(backend, &cas_key, &hash, file).await?,
-        ),
+        GetOutput::Archive(file) => (file.clone(), fetch::to_file(backend, &hash, file).await?),
         GetOutput::Dir(dir) => {
             let paths = entry
                 .as_ref()
@@ -118,7 +108,7 @@ pub async fn get(
                 what: format!("creating {}", dir.display()),
                 source,
             })?;
-            let input = SyncIoBridge::new(backend.blobs.get(&cas_key, None).await?);
+            let input = SyncIoBridge::new(fetch::open(backend, &hash).await?);
             let (dir_owned, limits, expected) =
                 (dir.clone(), limits.clone(), hash.hex().to_string());
             // `~` patterns would land in the home directory, not under --out:
@@ -148,90 +138,34 @@ async fn find_key(
     key: &str,
     paths: Option<&[String]>,
 ) -> Result<IndexEntry, GetError> {
-    let scopes = restore_scopes(&ctx.scope, ctx.base_ref.as_deref(), &ctx.default_branch);
+    let job = ctx.job();
     let not_found = || {
         GetError::NotFound(format!(
             "no live entry `{key}` in {} (searched {})",
             ctx.scope.repository,
-            scopes
+            job.readable_scopes()
                 .iter()
                 .map(|s| s.git_ref.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
         ))
     };
-    if let Some(paths) = paths {
-        let req = SearchRequest {
-            scopes: scopes.clone(),
-            version: runcache_archive::cache_version(paths),
-            primary_key: key.to_string(),
-            restore_keys: vec![],
-            min_trust: TrustLevel::Untrusted,
-        };
-        return match search(&*backend.index, &req).await? {
-            Some(hit) if hit.entry.cache_key == key => Ok(hit.entry),
-            _ => Err(not_found()),
-        };
-    }
-    // Without paths the version is unknown: take the newest live entry with
-    // this key, in scope order.
-    let all = backend
-        .index
-        .by_repository(&ctx.scope.repository, None)
-        .await?;
-    scopes
-        .iter()
-        .find_map(|scope| {
-            all.iter()
-                .filter(|e| e.is_live() && e.cache_key == key && e.git_ref == scope.git_ref)
-                .max_by_key(|e| e.created_at)
-                .cloned()
-        })
-        .ok_or_else(not_found)
-}
-
-/// Streams the CAS object to a temp file beside `file`, hashing it, and
-/// renames it into place only if the hash matches.
-async fn write_archive(
-    backend: &Backend,
-    cas_key: &str,
-    hash: &ContentHash,
-    file: &Path,
-) -> Result<u64, GetError> {
-    let dir = file
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let io = |what: &str| {
-        let what = format!("{what} {}", file.display());
-        move |source| GetError::Io { what, source }
-    };
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io("creating a temp file for"))?;
-    let mut out = tokio::fs::File::from_std(tmp.reopen().map_err(io("opening"))?);
-    let mut body = backend.blobs.get(cas_key, None).await?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = body.read(&mut buf).await.map_err(io("downloading into"))?;
-        if n == 0 {
-            break;
+    let found = match paths {
+        Some(paths) => {
+            let req = LookupRequest {
+                primary_key: key.to_string(),
+                restore_keys: vec![],
+                version: runcache_archive::cache_version(paths),
+                min_trust: TrustLevel::Untrusted,
+            };
+            lookup(backend, &job, &req)
+                .await?
+                .map(|hit| hit.entry)
+                .filter(|e| e.cache_key == key)
         }
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n]).await.map_err(io("writing"))?;
-        total += n as u64;
-    }
-    out.sync_all().await.map_err(io("writing"))?;
-    let actual = hex::encode(hasher.finalize());
-    if actual != hash.hex() {
-        return Err(GetError::HashMismatch {
-            expected: hash.to_string(),
-            actual: format!("sha256:{actual}"),
-        });
-    }
-    tmp.persist(file).map_err(|e| GetError::Io {
-        what: format!("writing {}", file.display()),
-        source: e.error,
-    })?;
-    Ok(total)
+        // Without paths the version is unknown: the newest live entry with
+        // this key, in scope order.
+        None => newest_with_key(backend, &job, key).await?,
+    };
+    found.ok_or_else(not_found)
 }

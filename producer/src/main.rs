@@ -535,7 +535,9 @@ async fn open(config: &Config) -> Result<Backend> {
 async fn admin_command(config: &Config, cmd: AdminCommand) -> Result<ExitCode> {
     use runcache::admin;
     let backend = open(config).await?;
-    let local = backend.kind == runcache_infra::BackendKind::Local;
+    // Where no worker runs (the local backend by default), this command does
+    // the workers' part of its own work.
+    let inline = config.runs_workers_inline();
     let print = |json: bool, value: &dyn erased::Json, text: &dyn Fn()| -> Result<()> {
         if json {
             println!("{}", value.to_json()?);
@@ -552,11 +554,10 @@ async fn admin_command(config: &Config, cmd: AdminCommand) -> Result<ExitCode> {
             top,
             json,
         } => {
-            if local {
-                // No metrics worker runs by default on the local backend.
-                let handler =
-                    std::sync::Arc::new(runcache_worker::MetricsHandler::new(backend.clone()));
-                runcache_worker::drain(backend.accessed.clone(), handler, Default::default()).await;
+            if inline {
+                // No metrics worker runs (by default on the local backend):
+                // count what is pending first.
+                runcache_worker::settle::accesses(&backend).await;
             }
             let since = chrono::Utc::now() - chrono::Duration::days(days);
             let report = admin::stats(&backend, repository.as_deref(), since, top).await?;
@@ -654,21 +655,17 @@ async fn admin_command(config: &Config, cmd: AdminCommand) -> Result<ExitCode> {
                 key_prefix,
             };
             let by = requested_by
-                .or_else(|| std::env::var("GITHUB_ACTOR").ok())
-                .or_else(|| std::env::var("USER").ok())
+                .or_else(RunContext::requester)
                 .unwrap_or_else(|| "unknown".into());
             let request = admin::invalidate(&backend, selector, &reason, &by).await?;
-            if local {
-                let handler =
-                    std::sync::Arc::new(runcache_worker::Invalidator::new(backend.clone()));
-                runcache_worker::drain(backend.invalidate.clone(), handler, Default::default())
-                    .await;
+            if inline {
+                runcache_worker::settle::invalidations(&backend).await;
             }
             print(json, &request, &|| {
                 println!(
                     "invalidation {} {} ({} live entries matched when sent)",
                     request.request_id,
-                    if local {
+                    if inline {
                         "applied"
                     } else {
                         "enqueued for the invalidate worker"

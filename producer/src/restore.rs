@@ -6,15 +6,16 @@ use std::{path::PathBuf, time::Instant};
 
 use chrono::{DateTime, Utc};
 use runcache_archive::{ArchiveError, ExtractLimits, Extraction};
-use runcache_infra::{
-    index::{restore_scopes, search, SearchHit, SearchRequest},
-    Backend, OutgoingMessage, StoreError,
+use runcache_cache::{
+    fetch,
+    lookup::{lookup, report_access, LookupRequest},
 };
+use runcache_infra::{index::SearchHit, Backend, StoreError};
 use runcache_schemas::{CacheAccessed, ContentHash, HitKind, TrustLevel};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio_util::io::SyncIoBridge;
-use tracing::{instrument, warn};
+use tracing::instrument;
 
 use crate::{
     context::RunContext,
@@ -67,14 +68,14 @@ pub async fn restore(
     validate_keys(&req.key, &req.restore_keys)?;
     let started = Instant::now();
     let version = runcache_archive::cache_version(&req.paths);
-    let search_req = SearchRequest {
-        scopes: restore_scopes(&ctx.scope, ctx.base_ref.as_deref(), &ctx.default_branch),
-        version: version.clone(),
+    let job = ctx.job();
+    let lookup_req = LookupRequest {
         primary_key: req.key.clone(),
         restore_keys: req.restore_keys.clone(),
+        version: version.clone(),
         min_trust: req.min_trust,
     };
-    let hit = search(&*backend.index, &search_req).await?;
+    let hit = lookup(backend, &job, &lookup_req).await?;
     let lookup_ms = started.elapsed().as_millis() as u64;
     let mut report = RestoreReport {
         outputs: RestoreOutputs {
@@ -108,7 +109,7 @@ pub async fn restore(
         accessed_at: Utc::now(),
     };
     let Some(SearchHit { entry, kind }) = hit else {
-        emit(backend, &accessed, &ctx.traceparent).await;
+        report_access(backend, &accessed, &job.traceparent).await;
         return Ok(report);
     };
     report.hit_kind = kind;
@@ -123,14 +124,8 @@ pub async fn restore(
 
     if !req.lookup_only {
         let transfer = Instant::now();
-        let result = download_and_extract(
-            backend,
-            ctx,
-            req,
-            (&entry.s3_key, entry.size_bytes),
-            &entry.content_hash,
-        )
-        .await;
+        let result =
+            download_and_extract(backend, ctx, req, entry.size_bytes, &entry.content_hash).await;
         accessed.download_ms = transfer.elapsed().as_millis() as u64;
         match result {
             Ok((bytes, entries)) => {
@@ -142,14 +137,14 @@ pub async fn restore(
             Err(e) => {
                 accessed.error = Some(e.to_string());
                 accessed.total_ms = started.elapsed().as_millis() as u64;
-                emit(backend, &accessed, &ctx.traceparent).await;
+                report_access(backend, &accessed, &job.traceparent).await;
                 return Err(e);
             }
         }
     }
     report.duration_ms = started.elapsed().as_millis() as u64;
     accessed.total_ms = report.duration_ms;
-    emit(backend, &accessed, &ctx.traceparent).await;
+    report_access(backend, &accessed, &job.traceparent).await;
     Ok(report)
 }
 
@@ -157,11 +152,11 @@ async fn download_and_extract(
     backend: &Backend,
     ctx: &RunContext,
     req: &RestoreRequest,
-    (s3_key, size): (&str, u64),
+    size: u64,
     expected: &ContentHash,
 ) -> Result<(u64, u64), RestoreError> {
     let bar = crate::progress::bar("downloading", Some(size), req.progress);
-    let body = crate::progress::track(backend.blobs.get(s3_key, None).await?, &bar);
+    let body = crate::progress::track(fetch::open(backend, expected).await?, &bar);
     let input = SyncIoBridge::new(body);
     let (workspace, paths, limits) = (ctx.workspace.clone(), req.paths.clone(), req.limits.clone());
     let expected = expected.hex().to_string();
@@ -173,14 +168,6 @@ async fn download_and_extract(
     bar.finish_and_clear();
     let summary = summary?;
     Ok((summary.compressed_bytes, summary.entries))
-}
-
-/// The access event is best effort: a restore never fails for metrics.
-async fn emit(backend: &Backend, accessed: &CacheAccessed, traceparent: &str) {
-    let message = OutgoingMessage::event(accessed, traceparent);
-    if let Err(e) = backend.accessed.send(message).await {
-        warn!(error = %e, "could not record the access (metrics only)");
-    }
 }
 
 /// What a restore leaves for a later save in the same job: when the job's

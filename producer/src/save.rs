@@ -2,20 +2,24 @@
 //! `staging/{tier}/{upload-id}`, then `artifact.staged` on the staged
 //! queue. The tier is the job's trust capped by the runner's `max_trust`
 //! (what its credentials may write); a tier that may not write the job's
-//! scope (e.g. `pull_request_target` on the default branch) saves nothing. The
-//! workers verify and promote; on the local backend that happens here,
-//! in-process, so a restore right after works.
+//! scope (e.g. `pull_request_target` on the default branch) saves nothing.
+//! The staging itself is `runcache_cache::stage`'s; this module archives
+//! and gathers provenance. The workers verify and promote; where the
+//! configuration runs them inline (the local backend's default) that
+//! happens here, through `runcache_worker::settle`, so a restore right
+//! after works.
 
-use std::{path::PathBuf, sync::Arc, time::Instant};
+use std::{path::PathBuf, time::Instant};
 
 use chrono::Utc;
 use runcache_archive::{ArchiveError, ArchiveOptions, COMPRESSION};
-use runcache_infra::{names, Backend, BackendKind, Config, OutgoingMessage, StoreError};
-use runcache_schemas::{ArtifactStaged, ContentHash};
-use runcache_worker::promote::WrittenUpload;
+use runcache_cache::stage::{self, Claim, StageError, Upload, Written};
+use runcache_infra::{Backend, Config, StoreError};
+use runcache_schemas::ContentHash;
+use runcache_worker::settle::{self, UploadFate};
 use serde::Serialize;
 use thiserror::Error;
-use tracing::{info, instrument};
+use tracing::{info, instrument, warn};
 
 use crate::{
     context::RunContext,
@@ -99,23 +103,27 @@ pub async fn save(
     req: &SaveRequest,
 ) -> Result<SaveReport, SaveError> {
     validate_key(&req.key)?;
-    let tier = ctx.trust.min(config.max_trust);
-    if !tier.may_write_ref(&ctx.scope.git_ref, &ctx.default_branch) {
-        return Err(SaveError::ScopeNotWritable {
+    let job = ctx.job();
+    let tier = stage::tier_for(&job, config.max_trust).map_err(|e| match e {
+        StageError::NotWritable { tier, git_ref } => SaveError::ScopeNotWritable {
             tier: tier.as_str().to_string(),
-            git_ref: ctx.scope.git_ref.clone(),
-        });
-    }
+            git_ref,
+        },
+        StageError::Store(e) => SaveError::Store(e),
+        other => SaveError::Task(other.to_string()),
+    })?;
     let started = Instant::now();
-    let version = runcache_archive::cache_version(&req.paths);
-    if let Some(existing) = backend.index.get(&ctx.scope, &version, &req.key).await? {
-        if existing.is_live() {
-            info!("already cached; nothing to upload");
-            return Ok(SaveReport::AlreadyCached {
-                key: req.key.clone(),
-                content_hash: existing.content_hash.to_string(),
-            });
-        }
+    let claim = Claim {
+        scope: ctx.scope.clone(),
+        cache_version: runcache_archive::cache_version(&req.paths),
+        cache_key: req.key.clone(),
+    };
+    if let Some(existing) = stage::existing(backend, &claim).await? {
+        info!("already cached; nothing to upload");
+        return Ok(SaveReport::AlreadyCached {
+            key: req.key.clone(),
+            content_hash: existing.content_hash.to_string(),
+        });
     }
 
     // Provenance runs processes (git, a version query per toolchain):
@@ -124,10 +132,7 @@ pub async fn save(
         let ctx = ctx.clone();
         move || build_provenance(&ctx)
     });
-    let upload_id = uuid::Uuid::now_v7().to_string();
-    let staging_key = names::staging_key(tier, &upload_id);
-    // The claim promote checks, and labels for `explain`.
-    let metadata = crate::explain::staging_metadata(&req.key, &ctx.scope, &version);
+    let upload = Upload::new(tier, claim);
     let (writer, reader) = crate::pipe::pipe();
     let (paths, workspace) = (req.paths.clone(), ctx.workspace.clone());
     let opts = ArchiveOptions {
@@ -164,17 +169,16 @@ pub async fn save(
         }
     });
     let bar = crate::progress::bar("uploading", total, req.progress);
-    let upload = backend
-        .blobs
-        .put(&staging_key, crate::progress::track(reader, &bar), metadata)
+    let uploaded = upload
+        .put(backend, crate::progress::track(reader, &bar))
         .await;
     bar.finish_and_clear();
     let summary = archiver
         .await
         .map_err(|e| SaveError::Task(e.to_string()))??;
-    let uploaded = upload?;
+    let uploaded = uploaded?;
     if uploaded.size != summary.compressed_bytes {
-        backend.blobs.delete(&staging_key).await?;
+        upload.discard(backend).await?;
         return Err(SaveError::Task(format!(
             "uploaded {} bytes but the archive has {}",
             uploaded.size, summary.compressed_bytes
@@ -184,7 +188,6 @@ pub async fn save(
     let mut provenance = provenance
         .await
         .map_err(|e| SaveError::Task(e.to_string()))?;
-    provenance.trust = tier;
     let marker = crate::restore::JobMarker::load();
     let build_started = req
         .build_started_at
@@ -196,41 +199,33 @@ pub async fn save(
     if let Some(marker) = marker {
         provenance.dependency_hashes = marker.restored;
     }
-    let event = ArtifactStaged {
-        upload_id: upload_id.clone(),
-        staging_key,
-        claimed_hash: ContentHash::from_hex(&summary.sha256_hex)
+    let written = Written {
+        hash: ContentHash::from_hex(&summary.sha256_hex)
             .map_err(|e| SaveError::Task(e.to_string()))?,
         size_bytes: summary.compressed_bytes,
-        cache_key: req.key.clone(),
-        scope: ctx.scope.clone(),
-        cache_version: version,
+        unpacked_bytes: (summary.uncompressed_bytes > 0).then_some(summary.uncompressed_bytes),
         paths: req.paths.clone(),
         compression: COMPRESSION.to_string(),
-        unpacked_bytes: (summary.uncompressed_bytes > 0).then_some(summary.uncompressed_bytes),
-        staged_at: Utc::now(),
-        provenance,
     };
-    backend
-        .staged
-        .send(OutgoingMessage::event(&event, &ctx.traceparent))
+    let event = upload
+        .announce(backend, written, provenance, &job.traceparent)
         .await?;
 
-    let promoted = if backend.kind == BackendKind::Local {
-        let written = uploaded.etag.clone().map(|etag| WrittenUpload {
-            upload_id: upload_id.clone(),
-            hash: event.claimed_hash.clone(),
-            size: uploaded.size,
-            etag,
-        });
-        promote_in_process(config, backend, written).await;
-        true
+    let promoted = if config.runs_workers_inline() {
+        // This save hashed its own upload while writing it (the event's
+        // claimed hash): promote need not read it again while the staged
+        // object keeps this etag.
+        let fate = settle::staged_upload(config, backend, &event, uploaded.etag.clone()).await?;
+        if fate != UploadFate::Promoted {
+            warn!(?fate, "the in-process promote did not index this upload");
+        }
+        fate == UploadFate::Promoted
     } else {
         false
     };
     Ok(SaveReport::Saved {
         key: req.key.clone(),
-        upload_id,
+        upload_id: upload.upload_id.clone(),
         content_hash: event.claimed_hash.to_string(),
         size_bytes: summary.compressed_bytes,
         unpacked_bytes: summary.uncompressed_bytes,
@@ -254,23 +249,6 @@ fn build_provenance(ctx: &RunContext) -> runcache_schemas::BuildProvenance {
         Err(e) => tracing::debug!(error = %e, "no build inputs recorded"),
     }
     provenance
-}
-
-/// The local backend has no separate worker by default: run the same
-/// promote code over the staged queue now. `written` is this save's own
-/// upload, which it has just hashed: promote need not read it again.
-async fn promote_in_process(config: &Config, backend: &Backend, written: Option<WrittenUpload>) {
-    let mut promoter =
-        runcache_worker::promote::promoter(backend, "runcache-save (in-process)", config);
-    if let Some(written) = written {
-        promoter = Arc::new(Arc::unwrap_or_clone(promoter).with_written_upload(written));
-    }
-    runcache_worker::drain(
-        backend.staged.clone(),
-        promoter as Arc<_>,
-        Default::default(),
-    )
-    .await;
 }
 
 /// `--from-archive`: streams a ready archive into the pipe, hashing it on

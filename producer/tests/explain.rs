@@ -9,7 +9,8 @@
 
 use std::{collections::BTreeSet, fs, process::Output, sync::Arc};
 
-use runcache::explain::{cache_version_with, staging_metadata};
+use runcache::explain::cache_version_with;
+use runcache_infra::staging;
 use runcache_infra::{names, queue::trace, Backend, Config, OutgoingMessage, SystemClock};
 use runcache_schemas::{
     ArtifactStaged, BuildProvenance, ContentHash, EntryState, IndexEntry, Scope, TrustLevel,
@@ -111,7 +112,7 @@ fn staged_event(upload_id: &str, key: &str, claimed: ContentHash, size: u64) -> 
     let paths = vec!["dist".to_string()];
     ArtifactStaged {
         upload_id: upload_id.into(),
-        staging_key: names::staging_key(TrustLevel::Protected, upload_id),
+        staging_key: staging::key(TrustLevel::Protected, upload_id),
         claimed_hash: claimed,
         size_bytes: size,
         cache_key: key.into(),
@@ -139,7 +140,7 @@ async fn stage(backend: &Backend, ev: &ArtifactStaged, bytes: &[u8]) {
         .put(
             &ev.staging_key,
             Box::pin(std::io::Cursor::new(bytes.to_vec())),
-            staging_metadata(&ev.cache_key, &ev.scope, &ev.cache_version),
+            staging::metadata(&ev.cache_key, &ev.scope, &ev.cache_version),
         )
         .await
         .unwrap();

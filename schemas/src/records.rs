@@ -72,6 +72,13 @@ impl IndexEntry {
     pub fn is_live(&self) -> bool {
         self.state == EntryState::Live
     }
+    /// Same (scope, version, key): the identity the index keeps once.
+    pub fn same_identity(&self, other: &IndexEntry) -> bool {
+        self.repository == other.repository
+            && self.git_ref == other.git_ref
+            && self.cache_version == other.cache_version
+            && self.cache_key == other.cache_key
+    }
 }
 
 impl Contract for IndexEntry {

@@ -12,7 +12,7 @@ use runcache::{
 };
 use runcache_archive::ExtractLimits;
 use runcache_e2e::tree_snapshot;
-use runcache_infra::{aws, names};
+use runcache_infra::{aws, names, staging};
 use runcache_schemas::{HitKind, Scope, TrustLevel};
 use runcache_worker::{drain, promote::promoter, ConsumerConfig};
 
@@ -59,7 +59,7 @@ async fn save_promote_restore_through_s3_sqs_and_dynamodb() {
     assert!(!promoted, "on AWS the workers promote, not the runner");
     assert!(backend
         .blobs
-        .head(&names::staging_key(TrustLevel::Protected, &upload_id))
+        .head(&staging::key(TrustLevel::Protected, &upload_id))
         .await
         .unwrap()
         .is_some());
@@ -84,7 +84,7 @@ async fn save_promote_restore_through_s3_sqs_and_dynamodb() {
     assert!(
         backend
             .blobs
-            .head(&names::staging_key(TrustLevel::Protected, &upload_id))
+            .head(&staging::key(TrustLevel::Protected, &upload_id))
             .await
             .unwrap()
             .is_none(),

@@ -180,6 +180,7 @@ fn the_extractor_finds_sh_blocks_and_honours_skips() {
 }
 
 #[test]
+#[allow(clippy::disallowed_methods)] // passes the test runner's PATH on
 fn every_shell_command_in_the_user_guide_runs_as_written() {
     let bin = binaries();
     let path = format!(

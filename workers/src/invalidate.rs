@@ -7,7 +7,7 @@
 //! 1. Validate the selector: an empty one would match everything, so it is
 //!    rejected (dead-lettered with the reason), as is a message whose
 //!    selector can never be satisfied.
-//! 2. Find the matches ([`matching`]): `by_repository` (with the toolchain
+//! 2. Find the matches ([`runcache_infra::index::matching`]): `by_repository` (with the toolchain
 //!    if given), else `by_lockfile`, else a scan; every selector field is
 //!    then applied (they combine with AND).
 //! 3. For each live match: `set_state(Invalidated, at = requestedAt,
@@ -29,10 +29,9 @@
 //! recognition of "ours" is what makes a crash between 3 and 4 safe.
 
 use async_trait::async_trait;
-use runcache_infra::{index::CacheIndex, Backend, ReceivedMessage, StateChange, StoreError};
+use runcache_infra::{index::matching, Backend, ReceivedMessage, StateChange, StoreError};
 use runcache_schemas::{
-    AuditAction, AuditRecord, CacheInvalidate, EntryState, Event, IndexEntry, InvalidationSelector,
-    OutcomeKind, Scope,
+    AuditAction, AuditRecord, CacheInvalidate, EntryState, Event, IndexEntry, OutcomeKind,
 };
 use serde::Serialize;
 use tracing::{info, instrument};
@@ -180,55 +179,4 @@ impl Handler for Invalidator {
             Err(e) => Outcome::from_store_error(&e),
         }
     }
-}
-
-/// Whether `entry` satisfies every field the selector sets. A `gitRef` may
-/// be a full ref or a branch name (`main` is `refs/heads/main`).
-pub fn selects(selector: &InvalidationSelector, entry: &IndexEntry) -> bool {
-    let set = |o: &Option<String>| o.as_deref().filter(|s| !s.is_empty()).map(str::to_string);
-    set(&selector.repository).is_none_or(|r| entry.repository == r)
-        && set(&selector.git_ref).is_none_or(|r| {
-            entry.git_ref == r || entry.git_ref == Scope::new("", "").branch(&r).git_ref
-        })
-        && set(&selector.toolchain).is_none_or(|t| entry.toolchain == t)
-        && set(&selector.lockfile_hash).is_none_or(|l| entry.lockfile_hash.as_deref() == Some(&l))
-        && set(&selector.key_prefix).is_none_or(|p| entry.cache_key.starts_with(&p))
-}
-
-/// Every entry (any state) the selector matches, through the narrowest
-/// query the index offers for it. An empty selector matches nothing here
-/// (callers validate first).
-pub async fn matching(
-    index: &dyn CacheIndex,
-    selector: &InvalidationSelector,
-) -> Result<Vec<IndexEntry>, StoreError> {
-    if selector.validate().is_err() {
-        return Ok(Vec::new());
-    }
-    let nonempty = |o: &Option<String>| o.clone().filter(|s| !s.is_empty());
-    let candidates = if let Some(repo) = nonempty(&selector.repository) {
-        index
-            .by_repository(&repo, nonempty(&selector.toolchain).as_deref())
-            .await?
-    } else if let Some(lock) = nonempty(&selector.lockfile_hash) {
-        index.by_lockfile(&lock).await?
-    } else {
-        // Toolchain or key prefix alone: no index serves them across
-        // repositories, so scan (admin operations are rare).
-        let mut all = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let page = index.scan(cursor.as_deref(), 1000).await?;
-            all.extend(page.entries);
-            match page.next {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
-        }
-        all
-    };
-    Ok(candidates
-        .into_iter()
-        .filter(|e| selects(selector, e))
-        .collect())
 }

@@ -10,10 +10,16 @@
 //! - [`invalidate`] (invalidate queue): soft-delete what a selector matches.
 //! - [`sweep`] (batch, no queue): TTL and quota eviction, deletion of
 //!   unreferenced blobs (safe against concurrent promotions), clean-up.
+//! - [`settle`]: the one door for a front door that runs the handlers
+//!   in its own process (the local backend's default), saying what
+//!   happened.
 //! - [`service`]: the binary's modes (`promote | metrics | invalidate |
 //!   sweep | all`, `--once`) under one shutdown token.
-//! - [`records`]: outcome events and audit ids the handlers share;
-//!   [`verify`]: the hashing reader.
+//! - [`records`]: outcome events and audit ids the handlers share.
+//!
+//! The hashing reader (`runcache_infra::digest`) and selector matching
+//! (`runcache_infra::index::matching`) live below, where the CLI may use
+//! them too.
 //!
 //! Every handler's module doc lists its steps; each step is safe to repeat
 //! and to crash after.
@@ -26,8 +32,8 @@ pub mod metrics;
 pub mod promote;
 pub mod records;
 pub mod service;
+pub mod settle;
 pub mod sweep;
-pub mod verify;
 
 pub use consumer::{drain, run, ConsumerConfig, DrainReport, Handler, Outcome};
 pub use invalidate::Invalidator;

@@ -50,7 +50,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use runcache_infra::{
-    names, Backend, Config, InsertOutcome, ReceivedMessage, StateChange, StoreError,
+    names, staging, Backend, Config, InsertOutcome, ReceivedMessage, StateChange, StoreError,
 };
 use runcache_schemas::{
     ArtifactStaged, AuditAction, AuditRecord, Contract, EntryState, Event, IndexEntry, OutcomeKind,
@@ -58,10 +58,9 @@ use runcache_schemas::{
 };
 use tracing::{info, instrument, warn};
 
-use crate::{
-    consumer::{Handler, Outcome},
-    verify::{digest, Digested, HashingReader},
-};
+use runcache_infra::digest::{digest, Digested, HashingReader};
+
+use crate::consumer::{Handler, Outcome};
 
 /// The promote handler.
 #[derive(Debug, Clone)]
@@ -142,7 +141,7 @@ impl Promoter {
             return Ok(Outcome::Reject { reason });
         }
         let Some((tier, _)) =
-            names::staged_tier(&ev.staging_key).filter(|(_, id)| *id == ev.upload_id)
+            staging::parse_key(&ev.staging_key).filter(|(_, id)| *id == ev.upload_id)
         else {
             return Ok(Outcome::Reject {
                 reason: format!(
@@ -194,8 +193,8 @@ impl Promoter {
                 ),
             });
         };
-        let claim = names::staging_claim(&scope, &ev.cache_version, &ev.cache_key);
-        if staged.metadata.get(names::STAGING_CLAIM_META) != Some(&claim) {
+        let claim = staging::claim(&scope, &ev.cache_version, &ev.cache_key);
+        if staged.metadata.get(staging::CLAIM_META) != Some(&claim) {
             return self
                 .refuse_claim(
                     ev,

@@ -105,8 +105,8 @@ use tracing::{info, instrument, warn};
 use crate::{
     metrics::{publish_gauges, RepositoryGauges},
     records::{entry_fingerprint, entry_outcome, send_outcome, short_digest},
-    verify::HashingReader,
 };
+use runcache_infra::digest::HashingReader;
 
 /// Where G2 keeps the bytes of blobs it unlinked until G3 decides:
 /// `quarantine/sweep/{run}/{hex}`. Worker-only, and expired by the

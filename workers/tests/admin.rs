@@ -1,18 +1,12 @@
-//! `runcache admin`'s operations (`producer/src/admin.rs`) on the local
-//! backend: stats, ls, provenance, invalidate (enqueue only) and verify
-//! (which finds a tampered `artifacts/` object).
-//!
-//! The module is compiled here through `#[path]` until the producer crate
-//! exports it (`pub mod admin;`); then this file can move to
-//! `producer/tests/` with `use runcache::admin`.
+//! `runcache admin`'s operations (`runcache::admin`) on the local backend,
+//! over the workers' fixtures: stats, ls, provenance, invalidate (enqueue
+//! only) and verify (which finds a tampered `artifacts/` object).
 
-#[path = "../../producer/src/admin.rs"]
-mod admin;
 mod support;
 
 use std::{sync::Arc, time::Duration};
 
-use admin::AdminError;
+use runcache::admin::{self, AdminError};
 use runcache_infra::names;
 use runcache_schemas::{CacheAccessed, Event, HitKind, InvalidationSelector, Scope};
 use runcache_worker::{drain, ConsumerConfig, Invalidator, MetricsHandler};

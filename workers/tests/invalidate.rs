@@ -7,16 +7,15 @@ mod support;
 
 use std::sync::Arc;
 
-use runcache_infra::OutgoingMessage;
+use runcache_infra::{
+    index::{matching, selects},
+    OutgoingMessage,
+};
 use runcache_schemas::{
     AuditAction, CacheInvalidate, Contract, EntryState, Event, InvalidationSelector, OutcomeKind,
     Scope,
 };
-use runcache_worker::{
-    drain,
-    invalidate::{matching, selects},
-    ConsumerConfig, Invalidator,
-};
+use runcache_worker::{drain, ConsumerConfig, Invalidator};
 use support::*;
 
 crate::backend_tests!(

@@ -7,7 +7,7 @@ mod support;
 
 use std::{sync::Arc, time::Duration};
 
-use runcache_infra::{names, OutgoingMessage};
+use runcache_infra::{names, staging, OutgoingMessage};
 use runcache_schemas::{
     ArtifactStaged, AuditAction, ContentHash, Contract, Event, IndexEntry, Scope, TrustLevel,
 };
@@ -49,7 +49,7 @@ async fn put_staging(e: &Env, upload: &str, bytes: &[u8]) {
 
 /// The staging key of upload `upload` (a protected push, as `event`).
 fn staging(upload: &str) -> String {
-    names::staging_key(TrustLevel::Protected, upload)
+    staging::key(TrustLevel::Protected, upload)
 }
 
 async fn entries(e: &Env) -> Vec<IndexEntry> {
@@ -374,7 +374,7 @@ async fn assert_refused(e: &Env, ev: &ArtifactStaged, staged_for: &ArtifactStage
 async fn refused_claims_a_trust_above_the_staging_tier(e: Env) {
     let bytes = b"bytes of a hostile save";
     let mut ev = staged("u1", bytes, "deps", &main_scope(), e.now());
-    ev.staging_key = names::staging_key(TrustLevel::PullRequest, "u1");
+    ev.staging_key = staging::key(TrustLevel::PullRequest, "u1");
     assert_refused(&e, &ev, &ev, "claims trust protected").await;
 }
 
@@ -383,13 +383,13 @@ async fn refused_claims_a_trust_above_the_staging_tier(e: Env) {
 async fn refused_claims_a_scope_the_tier_may_not_write(e: Env) {
     let bytes = b"bytes of a hostile save";
     let mut ev = staged("u1", bytes, "deps", &main_scope(), e.now());
-    ev.staging_key = names::staging_key(TrustLevel::PullRequest, "u1");
+    ev.staging_key = staging::key(TrustLevel::PullRequest, "u1");
     ev.provenance.trust = TrustLevel::PullRequest;
     assert_refused(&e, &ev, &ev, "may not create entries in refs/heads/main").await;
     // Its own pull request's scope is fine.
     let pr = Scope::new("acme/app", "refs/pull/7/merge");
     let mut ok = staged("u2", bytes, "deps", &pr, e.now());
-    ok.staging_key = names::staging_key(TrustLevel::PullRequest, "u2");
+    ok.staging_key = staging::key(TrustLevel::PullRequest, "u2");
     ok.provenance.trust = TrustLevel::PullRequest;
     support::stage(&e.backend, &ok, bytes).await;
     promoter(&e.backend).promote(&ok).await.unwrap();

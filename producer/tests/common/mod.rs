@@ -59,6 +59,7 @@ impl Sandbox {
     }
 
     /// [`Sandbox::run`] with `extra` variables set on top.
+    #[allow(clippy::disallowed_methods)] // passes the test runner's PATH on
     pub fn run_env(&self, args: &[&str], git_ref: &str, extra: &[(&str, &str)]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_runcache"))
             .args(args)

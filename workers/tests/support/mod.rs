@@ -35,7 +35,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use runcache_infra::{
     index::{search, CacheIndex, EntryPage, SearchHit, SearchRequest},
-    names, Backend, BackendKind, BlobMeta, BlobReader, BlobStore, Config, EventQueue,
+    names, staging, Backend, BackendKind, BlobMeta, BlobReader, BlobStore, Config, EventQueue,
     InsertOutcome, ListPage, ManualClock, OutgoingMessage, QueueDepth, ReceivedMessage,
     StateChange, StoreError,
 };
@@ -165,7 +165,7 @@ pub fn staged(
 ) -> ArtifactStaged {
     ArtifactStaged {
         upload_id: upload.into(),
-        staging_key: names::staging_key(TrustLevel::Protected, upload),
+        staging_key: staging::key(TrustLevel::Protected, upload),
         claimed_hash: hash_of(bytes),
         size_bytes: bytes.len() as u64,
         cache_key: key.into(),
@@ -206,7 +206,7 @@ pub async fn stage(b: &Backend, ev: &ArtifactStaged, bytes: &[u8]) -> BlobMeta {
         .put(
             &ev.staging_key,
             Box::pin(std::io::Cursor::new(bytes.to_vec())),
-            names::staging_claim_metadata(&ev.scope, &ev.cache_version, &ev.cache_key),
+            staging::claim_metadata(&ev.scope, &ev.cache_version, &ev.cache_key),
         )
         .await
         .unwrap()

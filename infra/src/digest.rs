@@ -1,7 +1,11 @@
-//! A reader that hashes what passes through it and, at the end, fails the
-//! stream unless the bytes are exactly the claimed ones. Used as the body of
-//! a put, it makes the store refuse (and leave nothing of) a mismatched
-//! upload, in the same pass that moves the bytes.
+//! SHA-256 of byte streams, for every side that checks content: [`digest`]
+//! reads a stream to the end (`admin verify`, the benchmarks), and
+//! [`HashingReader`] hashes what passes through it and, at the end, fails
+//! the stream unless the bytes are exactly the claimed ones. Used as the
+//! body of a put (promote, the sweep), it makes the store refuse (and leave
+//! nothing of) a mismatched upload, in the same pass that moves the bytes.
+//!
+//! May touch: nothing but the stream it wraps.
 
 use std::{
     io,
