@@ -7,10 +7,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use runcache::{
     context::{RunContext, ScopeArgs},
-    explain::{explain, ExplainRequest},
+    explain::explain,
     get::{get, GetOutput, GetTarget},
     outputs::write_github_output,
-    restore::{restore, RestoreRequest},
+    restore::{restore, RestoreQuery, RestoreRequest},
     save::{save, SaveReport, SaveRequest},
 };
 use runcache_archive::ExtractLimits;
@@ -177,8 +177,9 @@ struct SaveArgs {
     scope: ScopeArgs,
 }
 
+/// What a restore looks up; `explain` takes the same arguments.
 #[derive(Debug, Args)]
-struct RestoreArgs {
+struct LookupArgs {
     /// The primary key: an exact match sets cache-hit=true.
     #[arg(long)]
     key: String,
@@ -188,6 +189,27 @@ struct RestoreArgs {
     /// Path patterns, exactly as given to save (they are part of the version).
     #[arg(long = "path", required = true)]
     paths: Vec<String>,
+    /// Only entries built with at least this trust: untrusted,
+    /// pull-request, branch or protected.
+    #[arg(long, default_value = "untrusted")]
+    trust: TrustLevel,
+}
+
+impl LookupArgs {
+    fn query(&self) -> RestoreQuery {
+        RestoreQuery {
+            key: self.key.clone(),
+            restore_keys: self.restore_keys.clone(),
+            paths: self.paths.clone(),
+            min_trust: self.trust,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct RestoreArgs {
+    #[command(flatten)]
+    lookup: LookupArgs,
     /// Only look the key up; download nothing.
     #[arg(long)]
     lookup_only: bool,
@@ -197,10 +219,6 @@ struct RestoreArgs {
     /// Exit 1 on any cache problem instead of warning.
     #[arg(long)]
     strict: bool,
-    /// Restore only entries built with at least this trust:
-    /// untrusted, pull-request, branch or protected.
-    #[arg(long, default_value = "untrusted")]
-    trust: TrustLevel,
     /// Refuse archives that unpack to more than this many bytes.
     #[arg(long, default_value_t = ExtractLimits::default().max_unpacked_bytes)]
     max_unpacked_bytes: u64,
@@ -218,19 +236,9 @@ struct RestoreArgs {
 
 #[derive(Debug, Args)]
 struct ExplainArgs {
-    /// The primary key the restore asked for.
-    #[arg(long)]
-    key: String,
-    /// The restore keys it gave, in order; repeat.
-    #[arg(long = "restore-key")]
-    restore_keys: Vec<String>,
-    /// Its path patterns, exactly as given to restore (they make the version).
-    #[arg(long = "path", required = true)]
-    paths: Vec<String>,
-    /// The minimum trust it demanded: untrusted, pull-request, branch or
-    /// protected.
-    #[arg(long, default_value = "untrusted")]
-    trust: TrustLevel,
+    /// The restore's own arguments.
+    #[command(flatten)]
+    lookup: LookupArgs,
     /// Print the whole explanation as JSON (schema `runcache.explain`).
     #[arg(long)]
     json: bool,
@@ -354,13 +362,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Explain(args) => {
             let ctx = args.scope.resolve(&config.default_branch)?;
             let backend = open(&config).await?;
-            let req = ExplainRequest {
-                key: args.key,
-                restore_keys: args.restore_keys,
-                paths: args.paths,
-                min_trust: args.trust,
-            };
-            let explanation = explain(&backend, &ctx, &req)
+            let explanation = explain(&backend, &ctx, &args.lookup.query())
                 .await
                 .context("explain failed")?;
             if args.json {
@@ -420,11 +422,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 async fn restore_command(config: &Config, args: RestoreArgs, quiet: bool) -> Result<ExitCode> {
     let ctx: RunContext = args.scope.resolve(&config.default_branch)?;
     let req = RestoreRequest {
-        key: args.key.clone(),
-        restore_keys: args.restore_keys.clone(),
-        paths: args.paths.clone(),
+        query: args.lookup.query(),
         lookup_only: args.lookup_only,
-        min_trust: args.trust,
         limits: ExtractLimits {
             max_unpacked_bytes: args.max_unpacked_bytes,
             ..ExtractLimits::default()
@@ -449,20 +448,23 @@ async fn restore_command(config: &Config, args: RestoreArgs, quiet: bool) -> Res
                 "runcache: warning: restore failed, continuing without cache: {}",
                 runcache_infra::describe(e.as_ref())
             );
-            emit_outputs(&Default::default(), &args.key, args.json)?;
+            emit_outputs(&Default::default(), &args.lookup.key, args.json)?;
             if args.fail_on_cache_miss {
                 bail!(
                     "no cache restored for `{}` and --fail-on-cache-miss is set",
-                    args.key
+                    args.lookup.key
                 );
             }
             return Ok(ExitCode::SUCCESS);
         }
     };
-    emit_outputs(&report.outputs, &args.key, args.json)?;
+    emit_outputs(&report.outputs, &args.lookup.key, args.json)?;
     if !quiet {
         match report.hit_kind {
-            HitKind::Miss => eprintln!("runcache: cache miss for `{}` in {}", args.key, ctx.scope),
+            HitKind::Miss => eprintln!(
+                "runcache: cache miss for `{}` in {}",
+                args.lookup.key, ctx.scope
+            ),
             _ if args.lookup_only => eprintln!(
                 "runcache: found `{}` (lookup only, nothing downloaded)",
                 report.outputs.cache_matched_key
@@ -478,12 +480,7 @@ async fn restore_command(config: &Config, args: RestoreArgs, quiet: bool) -> Res
         }
     }
     if let (HitKind::Miss, true, Some(backend)) = (report.hit_kind, args.explain, &backend) {
-        let req = ExplainRequest {
-            key: args.key.clone(),
-            restore_keys: args.restore_keys.clone(),
-            paths: args.paths.clone(),
-            min_trust: args.trust,
-        };
+        let req = args.lookup.query();
         // Best effort, like the restore itself: never fails the step.
         match explain(backend, &ctx, &req).await {
             Ok(explanation) => eprint!("{}", explanation.render_short()),
@@ -496,7 +493,7 @@ async fn restore_command(config: &Config, args: RestoreArgs, quiet: bool) -> Res
     if report.hit_kind == HitKind::Miss && args.fail_on_cache_miss {
         bail!(
             "no cache entry matched `{}` or its restore keys, and --fail-on-cache-miss is set",
-            args.key
+            args.lookup.key
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -23,16 +23,56 @@ use crate::{
     outputs::RestoreOutputs,
 };
 
+/// What a restore asks for, and what `explain` explains: the key ladder,
+/// the path patterns (they give the version, as in actions/cache) and the
+/// least trust accepted.
 #[derive(Debug, Clone)]
-pub struct RestoreRequest {
+pub struct RestoreQuery {
     pub key: String,
     pub restore_keys: Vec<String>,
     pub paths: Vec<String>,
-    pub lookup_only: bool,
     pub min_trust: TrustLevel,
+}
+
+impl RestoreQuery {
+    /// The cache library's lookup for this query, once its keys are valid.
+    pub fn lookup_request(&self) -> Result<LookupRequest, KeyError> {
+        validate_keys(&self.key, &self.restore_keys)?;
+        Ok(LookupRequest {
+            primary_key: self.key.clone(),
+            restore_keys: self.restore_keys.clone(),
+            version: runcache_archive::cache_version(&self.paths),
+            min_trust: self.min_trust,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RestoreRequest {
+    pub query: RestoreQuery,
+    pub lookup_only: bool,
     pub limits: ExtractLimits,
     /// Show a progress bar on a terminal for long downloads.
     pub progress: bool,
+}
+
+impl RestoreRequest {
+    /// Restore `key` (else the newest entry under each restore key) into
+    /// `paths`, with the defaults: any trust, the default extraction
+    /// limits, no progress bar.
+    pub fn new(key: impl Into<String>, restore_keys: Vec<String>, paths: Vec<String>) -> Self {
+        Self {
+            query: RestoreQuery {
+                key: key.into(),
+                restore_keys,
+                paths,
+                min_trust: TrustLevel::Untrusted,
+            },
+            lookup_only: false,
+            limits: ExtractLimits::default(),
+            progress: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -59,27 +99,20 @@ pub enum RestoreError {
     Task(String),
 }
 
-#[instrument(skip_all, fields(key = %req.key, scope = %ctx.scope))]
+#[instrument(skip_all, fields(key = %req.query.key, scope = %ctx.scope))]
 pub async fn restore(
     backend: &Backend,
     ctx: &RunContext,
     req: &RestoreRequest,
 ) -> Result<RestoreReport, RestoreError> {
-    validate_keys(&req.key, &req.restore_keys)?;
+    let lookup_req = req.query.lookup_request()?;
     let started = Instant::now();
-    let version = runcache_archive::cache_version(&req.paths);
     let job = ctx.job();
-    let lookup_req = LookupRequest {
-        primary_key: req.key.clone(),
-        restore_keys: req.restore_keys.clone(),
-        version: version.clone(),
-        min_trust: req.min_trust,
-    };
     let hit = lookup(backend, &job, &lookup_req).await?;
     let lookup_ms = started.elapsed().as_millis() as u64;
     let mut report = RestoreReport {
         outputs: RestoreOutputs {
-            cache_primary_key: req.key.clone(),
+            cache_primary_key: req.query.key.clone(),
             ..Default::default()
         },
         hit_kind: HitKind::Miss,
@@ -92,9 +125,9 @@ pub async fn restore(
     let mut accessed = CacheAccessed {
         access_id: uuid::Uuid::now_v7().to_string(),
         scope: ctx.scope.clone(),
-        primary_key: req.key.clone(),
-        restore_keys: req.restore_keys.clone(),
-        cache_version: version,
+        primary_key: req.query.key.clone(),
+        restore_keys: req.query.restore_keys.clone(),
+        cache_version: lookup_req.version,
         hit_kind: HitKind::Miss,
         matched_key: None,
         matched_ref: None,
@@ -158,7 +191,11 @@ async fn download_and_extract(
     let bar = crate::progress::bar("downloading", Some(size), req.progress);
     let body = crate::progress::track(fetch::open(backend, expected).await?, &bar);
     let input = SyncIoBridge::new(body);
-    let (workspace, paths, limits) = (ctx.workspace.clone(), req.paths.clone(), req.limits.clone());
+    let (workspace, paths, limits) = (
+        ctx.workspace.clone(),
+        req.query.paths.clone(),
+        req.limits.clone(),
+    );
     let expected = expected.hex().to_string();
     let summary = tokio::task::spawn_blocking(move || {
         Extraction::unpack(input, &workspace, &paths, &limits)?.commit_verified(&expected)

@@ -12,10 +12,9 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeZone, Utc};
 use runcache::{
     context::RunContext,
-    explain::{explain, ExplainRequest, StepOutcome},
-    restore::{restore, RestoreRequest},
+    explain::{explain, StepOutcome},
+    restore::{restore, RestoreQuery, RestoreRequest},
 };
-use runcache_archive::ExtractLimits;
 use runcache_infra::{index::restore_scopes, Backend, Config, StateChange, SystemClock};
 use runcache_schemas::{ContentHash, EntryState, HitKind, IndexEntry, Scope, TrustLevel};
 
@@ -206,35 +205,24 @@ async fn explain_and_restore_agree_for_every_scope_kind() {
         for (key, restore_keys) in ladders() {
             for min_trust in TrustLevel::ALL {
                 let expected = model(&entries, &scopes, key, &restore_keys, min_trust);
-                let restore_keys_owned: Vec<String> =
-                    restore_keys.iter().map(|k| k.to_string()).collect();
+                let query = RestoreQuery {
+                    key: key.into(),
+                    restore_keys: restore_keys.iter().map(|k| k.to_string()).collect(),
+                    paths: paths(),
+                    min_trust,
+                };
                 let restored = restore(
                     &backend,
                     &ctx,
                     &RestoreRequest {
-                        key: key.into(),
-                        restore_keys: restore_keys_owned.clone(),
-                        paths: paths(),
+                        query: query.clone(),
                         lookup_only: true,
-                        min_trust,
-                        limits: ExtractLimits::default(),
-                        progress: false,
+                        ..RestoreRequest::new(key, vec![], paths())
                     },
                 )
                 .await
                 .unwrap();
-                let explained = explain(
-                    &backend,
-                    &ctx,
-                    &ExplainRequest {
-                        key: key.into(),
-                        restore_keys: restore_keys_owned,
-                        paths: paths(),
-                        min_trust,
-                    },
-                )
-                .await
-                .unwrap();
+                let explained = explain(&backend, &ctx, &query).await.unwrap();
                 let case = format!(
                     "{git_ref} (base {base_ref:?}) {key} {restore_keys:?} trust {min_trust}"
                 );

@@ -10,7 +10,6 @@ use runcache::{
     restore::{restore, RestoreRequest},
     save::{save, SaveReport, SaveRequest},
 };
-use runcache_archive::ExtractLimits;
 use runcache_e2e::tree_snapshot;
 use runcache_infra::{aws, names, staging};
 use runcache_schemas::{HitKind, Scope, TrustLevel};
@@ -95,15 +94,7 @@ async fn save_promote_restore_through_s3_sqs_and_dynamodb() {
     let restored = restore(
         &backend,
         &ctx(other.path()),
-        &RestoreRequest {
-            key: "npm-linux-2".into(),
-            restore_keys: vec!["npm-linux-".into()],
-            paths: req.paths.clone(),
-            lookup_only: false,
-            min_trust: TrustLevel::Untrusted,
-            limits: ExtractLimits::default(),
-            progress: false,
-        },
+        &RestoreRequest::new("npm-linux-2", vec!["npm-linux-".into()], req.paths.clone()),
     )
     .await
     .unwrap();

@@ -13,7 +13,6 @@ use runcache::{
     restore::{restore, RestoreRequest},
     save::{save, SaveReport, SaveRequest},
 };
-use runcache_archive::ExtractLimits;
 use runcache_e2e::tree_snapshot;
 use runcache_infra::{clock::ManualClock, names, Backend, Config};
 use runcache_schemas::{AuditAction, HitKind, InvalidationSelector, Scope, TrustLevel};
@@ -35,15 +34,7 @@ fn ctx(workspace: &std::path::Path) -> RunContext {
 }
 
 fn request(key: &str) -> RestoreRequest {
-    RestoreRequest {
-        key: key.into(),
-        restore_keys: vec![],
-        paths: vec!["dist".into()],
-        lookup_only: false,
-        min_trust: TrustLevel::Untrusted,
-        limits: ExtractLimits::default(),
-        progress: false,
-    }
+    RestoreRequest::new(key, vec![], vec!["dist".into()])
 }
 
 /// Runs one worker mode until its queue is drained (or one sweep ran).

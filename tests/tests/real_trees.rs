@@ -10,7 +10,6 @@ use runcache::{
     restore::{restore, RestoreRequest},
     save::{save, SaveReport, SaveRequest},
 };
-use runcache_archive::ExtractLimits;
 use runcache_e2e::tree_snapshot;
 use runcache_infra::{Backend, Config, SystemClock};
 use runcache_schemas::{HitKind, Scope, TrustLevel};
@@ -43,15 +42,7 @@ async fn round_trip(workspace: &Path, path: &str) {
     let restored = restore(
         &backend,
         &ctx,
-        &RestoreRequest {
-            key: req.key.clone(),
-            restore_keys: vec![],
-            paths: req.paths.clone(),
-            lookup_only: false,
-            min_trust: TrustLevel::Untrusted,
-            limits: ExtractLimits::default(),
-            progress: false,
-        },
+        &RestoreRequest::new(req.key.clone(), vec![], req.paths.clone()),
     )
     .await
     .unwrap();

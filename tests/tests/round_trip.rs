@@ -15,7 +15,6 @@ use runcache::{
     restore::{restore, RestoreRequest},
     save::{save, SaveReport, SaveRequest},
 };
-use runcache_archive::ExtractLimits;
 use runcache_e2e::tree_snapshot;
 use runcache_infra::{names, Backend, Config, SystemClock};
 use runcache_schemas::{HitKind, Scope, TrustLevel};
@@ -77,15 +76,11 @@ fn make_tree(root: &Path) {
 }
 
 fn request(key: &str, restore_keys: &[&str]) -> RestoreRequest {
-    RestoreRequest {
-        key: key.into(),
-        restore_keys: restore_keys.iter().map(|s| s.to_string()).collect(),
-        paths: vec!["node_modules".into()],
-        lookup_only: false,
-        min_trust: TrustLevel::Untrusted,
-        limits: ExtractLimits::default(),
-        progress: false,
-    }
+    RestoreRequest::new(
+        key,
+        restore_keys.iter().map(|s| s.to_string()).collect(),
+        vec!["node_modules".into()],
+    )
 }
 
 #[tokio::test]
@@ -166,7 +161,7 @@ async fn a_miss_and_lookup_only_download_nothing() {
     );
     // Another set of paths is another version: never a match.
     let mut other_paths = request("k1", &[]);
-    other_paths.paths = vec!["node_modules".into(), "dist".into()];
+    other_paths.query.paths = vec!["node_modules".into(), "dist".into()];
     assert_eq!(
         restore(&s.backend, &s.ctx, &other_paths)
             .await

@@ -245,44 +245,31 @@ impl Look<'_> {
     pub(super) fn merge_audit(&mut self, r: &AuditRecord, git_ref: String) {
         let evicted = r.action == AuditAction::Evicted;
         for f in &mut self.findings {
-            match f {
-                Finding::Evicted {
-                    git_ref: g, rule, ..
-                } if evicted && *g == git_ref => {
-                    rule.get_or_insert_with(|| r.rule.clone());
-                    return;
-                }
-                Finding::Invalidated {
-                    git_ref: g, rule, ..
-                } if !evicted && *g == git_ref => {
-                    rule.get_or_insert_with(|| r.rule.clone());
-                    return;
-                }
-                _ => {}
+            let same = match f {
+                Finding::Evicted(d) if evicted => Some(d),
+                Finding::Invalidated(d) if !evicted => Some(d),
+                _ => None,
+            };
+            if let Some(d) = same.filter(|d| d.git_ref == git_ref) {
+                d.rule.get_or_insert_with(|| r.rule.clone());
+                return;
             }
         }
         // Only the newest record of an entry that no longer has one
         // (records are newest first, so an older one finds this finding).
+        let deletion = SoftDeletion {
+            git_ref,
+            key: self.req.key.clone(),
+            at: Some(r.at),
+            by: Some(r.actor.clone()),
+            reason: Some(r.reason.clone()),
+            rule: Some(r.rule.clone()),
+            record_removed: true,
+        };
         self.findings.push(if evicted {
-            Finding::Evicted {
-                git_ref,
-                key: self.req.key.clone(),
-                at: Some(r.at),
-                rule: Some(r.rule.clone()),
-                reason: Some(r.reason.clone()),
-                by: Some(r.actor.clone()),
-                record_removed: true,
-            }
+            Finding::Evicted(deletion)
         } else {
-            Finding::Invalidated {
-                git_ref,
-                key: self.req.key.clone(),
-                at: Some(r.at),
-                by: Some(r.actor.clone()),
-                reason: Some(r.reason.clone()),
-                rule: Some(r.rule.clone()),
-                record_removed: true,
-            }
+            Finding::Invalidated(deletion)
         });
     }
 
@@ -455,26 +442,23 @@ pub(super) fn alternative_inputs() -> Vec<(&'static str, bool)> {
 }
 
 pub(super) fn soft_deleted(e: &IndexEntry, rule: Option<String>, record_removed: bool) -> Finding {
-    if e.state == EntryState::Evicted {
-        Finding::Evicted {
-            git_ref: e.git_ref.clone(),
-            key: e.cache_key.clone(),
-            at: e.invalidated_at,
-            rule: rule.or_else(|| eviction_rule(e.reason.as_deref())),
-            reason: e.reason.clone(),
-            by: e.invalidated_by.clone(),
-            record_removed,
-        }
+    let evicted = e.state == EntryState::Evicted;
+    let deletion = SoftDeletion {
+        git_ref: e.git_ref.clone(),
+        key: e.cache_key.clone(),
+        at: e.invalidated_at,
+        by: e.invalidated_by.clone(),
+        reason: e.reason.clone(),
+        rule: match rule {
+            None if evicted => eviction_rule(e.reason.as_deref()),
+            rule => rule,
+        },
+        record_removed,
+    };
+    if evicted {
+        Finding::Evicted(deletion)
     } else {
-        Finding::Invalidated {
-            git_ref: e.git_ref.clone(),
-            key: e.cache_key.clone(),
-            at: e.invalidated_at,
-            by: e.invalidated_by.clone(),
-            reason: e.reason.clone(),
-            rule,
-            record_removed,
-        }
+        Finding::Invalidated(deletion)
     }
 }
 

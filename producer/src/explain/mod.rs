@@ -30,7 +30,7 @@
 //! the looks around the key in `look`, the text forms in `render`.
 
 use chrono::{DateTime, Utc};
-use runcache_cache::lookup::{lookup_traced, LookupRequest, Traced};
+use runcache_cache::lookup::{lookup_traced, Traced};
 pub use runcache_infra::index::{KeyRole, Lookup, SearchStep, StepOutcome};
 use runcache_infra::{
     describe, names, queue::ATTR_DEAD_LETTER_REASON, staging, Backend, StoreError,
@@ -45,7 +45,7 @@ use tracing::instrument;
 
 use crate::{
     context::RunContext,
-    keys::{validate_keys, KeyError},
+    keys::KeyError,
 };
 
 /// `schema` of the JSON report; `version` changes only when a field is
@@ -70,24 +70,6 @@ pub fn cache_version_with(patterns: &[String], compression: &str, windows_only: 
     hex::encode(Sha256::digest(parts.join("|").as_bytes()))
 }
 
-/// What to explain: the arguments of the restore in question.
-#[derive(Debug, Clone)]
-pub struct ExplainRequest {
-    pub key: String,
-    pub restore_keys: Vec<String>,
-    pub paths: Vec<String>,
-    pub min_trust: TrustLevel,
-}
-
-#[derive(Debug, Error)]
-#[non_exhaustive]
-pub enum ExplainError {
-    #[error(transparent)]
-    Key(#[from] KeyError),
-    #[error("cache index: {0}")]
-    Store(#[from] StoreError),
-}
-
 mod look;
 mod render;
 mod report;
@@ -103,14 +85,8 @@ pub async fn explain(
     ctx: &RunContext,
     req: &ExplainRequest,
 ) -> Result<Explanation, ExplainError> {
-    validate_keys(&req.key, &req.restore_keys)?;
-    let version = runcache_archive::cache_version(&req.paths);
-    let lookup_req = LookupRequest {
-        primary_key: req.key.clone(),
-        restore_keys: req.restore_keys.clone(),
-        version: version.clone(),
-        min_trust: req.min_trust,
-    };
+    let lookup_req = req.lookup_request()?;
+    let version = lookup_req.version.clone();
     let Traced { hit, trace, scopes } = lookup_traced(backend, &ctx.job(), &lookup_req).await?;
     let mut out = Explanation {
         schema: REPORT_SCHEMA.into(),

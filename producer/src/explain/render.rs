@@ -137,47 +137,27 @@ impl Finding {
                     ", another version"
                 }
             ),
-            Finding::Invalidated {
-                git_ref,
-                key,
-                at,
-                by,
-                reason,
-                rule,
-                record_removed,
-            } => format!(
-                "`{key}` in {git_ref} was invalidated {} by {}{}: {}{}",
-                when(*at),
-                by.as_deref().unwrap_or("someone unknown"),
-                match rule.as_deref() {
+            Finding::Invalidated(d) => format!(
+                "`{}` in {} was invalidated {} by {}{}: {}{}",
+                d.key,
+                d.git_ref,
+                when(d.at),
+                d.by.as_deref().unwrap_or("someone unknown"),
+                match d.rule.as_deref() {
                     Some("verification") => " (promote could not keep its blob)",
                     _ => "",
                 },
-                reason.as_deref().unwrap_or("no reason recorded"),
-                if *record_removed {
-                    " (from the audit log; the entry has since expired)"
-                } else {
-                    ""
-                }
+                d.reason.as_deref().unwrap_or("no reason recorded"),
+                expired_note(d.record_removed)
             ),
-            Finding::Evicted {
-                git_ref,
-                key,
-                at,
-                rule,
-                reason,
-                record_removed,
-                ..
-            } => format!(
-                "`{key}` in {git_ref} was evicted {} by the {} rule: {}{}",
-                when(*at),
-                rule.as_deref().unwrap_or("sweep's"),
-                reason.as_deref().unwrap_or("no reason recorded"),
-                if *record_removed {
-                    " (from the audit log; the entry has since expired)"
-                } else {
-                    ""
-                }
+            Finding::Evicted(d) => format!(
+                "`{}` in {} was evicted {} by the {} rule: {}{}",
+                d.key,
+                d.git_ref,
+                when(d.at),
+                d.rule.as_deref().unwrap_or("sweep's"),
+                d.reason.as_deref().unwrap_or("no reason recorded"),
+                expired_note(d.record_removed)
             ),
             Finding::BelowTrust {
                 git_ref,
@@ -276,6 +256,15 @@ impl Finding {
 }
 
 /// Quotes a value for a shell command line when it needs it.
+/// Said of a finding read from the audit log after its entry expired.
+fn expired_note(record_removed: bool) -> &'static str {
+    if record_removed {
+        " (from the audit log; the entry has since expired)"
+    } else {
+        ""
+    }
+}
+
 pub(super) fn shell_word(text: &str) -> String {
     if !text.is_empty()
         && text

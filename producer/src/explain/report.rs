@@ -4,6 +4,18 @@
 
 use super::*;
 
+/// What to explain: the query of the restore in question.
+pub type ExplainRequest = crate::restore::RestoreQuery;
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ExplainError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("cache index: {0}")]
+    Store(#[from] StoreError),
+}
+
 /// The whole explanation; `--json` prints it as it is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -108,28 +120,8 @@ pub enum Finding {
         same_version: bool,
         why: String,
     },
-    Invalidated {
-        git_ref: String,
-        key: String,
-        at: Option<DateTime<Utc>>,
-        by: Option<String>,
-        reason: Option<String>,
-        /// The audit rule: `invalidation`, or `verification` when promote
-        /// took an entry out of service.
-        rule: Option<String>,
-        /// The index record has expired; this comes from the audit log.
-        record_removed: bool,
-    },
-    Evicted {
-        git_ref: String,
-        key: String,
-        at: Option<DateTime<Utc>>,
-        /// `ttl` or `quota`.
-        rule: Option<String>,
-        reason: Option<String>,
-        by: Option<String>,
-        record_removed: bool,
-    },
+    Invalidated(SoftDeletion),
+    Evicted(SoftDeletion),
     /// Live, but built with less trust than `--trust` demands.
     BelowTrust {
         git_ref: String,
@@ -174,8 +166,8 @@ impl Finding {
     /// Order in reports: what most often explains a miss comes first.
     pub(super) fn rank(&self) -> u8 {
         match self {
-            Finding::Invalidated { .. } => 0,
-            Finding::Evicted { .. } => 1,
+            Finding::Invalidated(_) => 0,
+            Finding::Evicted(_) => 1,
             Finding::VersionMismatch { .. } => 2,
             Finding::BelowTrust { .. } => 3,
             Finding::Staged { .. } => 4,
@@ -190,8 +182,8 @@ impl Finding {
         match self {
             Finding::VersionMismatch { .. } => "version-mismatch",
             Finding::OtherScope { .. } => "other-scope",
-            Finding::Invalidated { .. } => "invalidated",
-            Finding::Evicted { .. } => "evicted",
+            Finding::Invalidated(_) => "invalidated",
+            Finding::Evicted(_) => "evicted",
             Finding::BelowTrust { .. } => "below-trust",
             Finding::Staged { .. } => "staged",
             Finding::DeadLettered { .. } => "dead-lettered",
@@ -199,6 +191,23 @@ impl Finding {
             Finding::ClosestKeys { .. } => "closest-keys",
         }
     }
+}
+
+/// An invalidation or eviction of the key, from the soft-deleted entry or,
+/// once its record expired, from the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SoftDeletion {
+    pub git_ref: String,
+    pub key: String,
+    pub at: Option<DateTime<Utc>>,
+    pub by: Option<String>,
+    pub reason: Option<String>,
+    /// The audit rule: `invalidation`, or `verification` when promote took
+    /// an entry out of service; for evictions `ttl` or `quota`.
+    pub rule: Option<String>,
+    /// The index record has expired; this comes from the audit log.
+    pub record_removed: bool,
 }
 
 /// A look that could not be made.
