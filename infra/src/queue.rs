@@ -32,6 +32,18 @@ pub const ATTR_DEAD_LETTER_REASON: &str = "deadLetterReason";
 /// The most messages one receive returns (SQS's limit).
 pub const MAX_BATCH: usize = 10;
 
+/// Refuses a receive batch size outside `1..=MAX_BATCH` (every adapter).
+pub fn check_batch(max: usize) -> Result<(), StoreError> {
+    if (1..=MAX_BATCH).contains(&max) {
+        Ok(())
+    } else {
+        Err(StoreError::invalid(
+            "receive batch size",
+            format!("{max} is not between 1 and {MAX_BATCH}"),
+        ))
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct OutgoingMessage {
     pub body: String,

@@ -73,6 +73,17 @@ enum Command {
     },
 }
 
+/// A repository, and optionally one of its refs.
+#[derive(Debug, Args)]
+struct RepositoryArgs {
+    /// The repository (`owner/name`).
+    #[arg(long, env = "GITHUB_REPOSITORY", default_value = "local")]
+    repository: String,
+    /// Only this ref (`refs/heads/main`).
+    #[arg(long = "ref")]
+    git_ref: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 enum AdminCommand {
     /// Create the bucket, tables, queues and dead-letter queues on the
@@ -97,11 +108,8 @@ enum AdminCommand {
     },
     /// List a repository's entries (any state), newest first.
     Ls {
-        #[arg(long, env = "GITHUB_REPOSITORY", default_value = "local")]
-        repository: String,
-        /// Only this ref (`refs/heads/main`).
-        #[arg(long = "ref")]
-        git_ref: Option<String>,
+        #[command(flatten)]
+        at: RepositoryArgs,
         #[arg(long)]
         json: bool,
     },
@@ -109,10 +117,8 @@ enum AdminCommand {
     Provenance {
         /// A content hash, or a cache key (resolved in --repository).
         hash_or_key: String,
-        #[arg(long, env = "GITHUB_REPOSITORY", default_value = "local")]
-        repository: String,
-        #[arg(long = "ref")]
-        git_ref: Option<String>,
+        #[command(flatten)]
+        at: RepositoryArgs,
         #[arg(long)]
         json: bool,
     },
@@ -584,8 +590,10 @@ async fn admin_command(config: &Config, cmd: AdminCommand) -> Result<ExitCode> {
             })?;
         }
         AdminCommand::Ls {
-            repository,
-            git_ref,
+            at: RepositoryArgs {
+                repository,
+                git_ref,
+            },
             json,
         } => {
             let entries = admin::ls(&backend, &repository, git_ref.as_deref()).await?;
@@ -608,8 +616,10 @@ async fn admin_command(config: &Config, cmd: AdminCommand) -> Result<ExitCode> {
         }
         AdminCommand::Provenance {
             hash_or_key,
-            repository,
-            git_ref,
+            at: RepositoryArgs {
+                repository,
+                git_ref,
+            },
             json,
         } => {
             let report = admin::provenance(

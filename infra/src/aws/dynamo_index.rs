@@ -50,7 +50,7 @@ use aws_sdk_dynamodb::{
 use chrono::{DateTime, SecondsFormat, Utc};
 use runcache_schemas::{AuditRecord, EntryState, IndexEntry, Scope};
 
-use super::error::{map_sdk_error, missing};
+use super::error::dynamodb_error;
 use crate::{
     index::{CacheIndex, EntryPage, InsertOutcome, StateChange},
     names::index_attrs::{
@@ -260,14 +260,12 @@ impl DynamoCacheIndex {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        if super::error::code(&err) == Some("ResourceNotFoundException") {
-            return missing("DynamoDB table", &self.table, "RUNCACHE_INDEX_TABLE");
-        }
-        let region = super::region_of(self.client.config().region());
-        map_sdk_error(
+        dynamodb_error(
             err,
             action,
-            &format!("arn:aws:dynamodb:{region}:*:table/{}", self.table),
+            &self.client,
+            &self.table,
+            "RUNCACHE_INDEX_TABLE",
         )
     }
 
@@ -323,20 +321,30 @@ impl DynamoCacheIndex {
             for (k, v) in &values {
                 q = q.expression_attribute_values(*k, v.clone());
             }
-            let page = q
-                .send()
-                .await
-                .map_err(|e| self.error("dynamodb:Query", e))?;
-            for item in page.items() {
-                if get_s(item, KIND) == Some(KIND_ENTRY) {
-                    entries.push(entry_of(item)?);
-                }
-            }
-            match page.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(entries),
+            match self.query_page(q, &mut entries).await? {
+                Some(next) => start = Some(next),
+                None => return Ok(entries),
             }
         }
+    }
+
+    /// Sends one page of a query, adds the entries it holds (not audit
+    /// records) to `entries`, and returns where the next page starts.
+    async fn query_page(
+        &self,
+        q: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+        entries: &mut Vec<IndexEntry>,
+    ) -> Result<Option<Item>, StoreError> {
+        let page = q
+            .send()
+            .await
+            .map_err(|e| self.error("dynamodb:Query", e))?;
+        for item in page.items() {
+            if get_s(item, KIND) == Some(KIND_ENTRY) {
+                entries.push(entry_of(item)?);
+            }
+        }
+        Ok(page.last_evaluated_key.filter(|key| !key.is_empty()))
     }
 
     async fn try_insert(&self, entry: &IndexEntry) -> Result<Result<(), Option<Item>>, StoreError> {
@@ -602,18 +610,9 @@ impl CacheIndex for DynamoCacheIndex {
                     .expression_attribute_names("#sk", SORT_KEY)
                     .expression_attribute_values(":prefix", s(prefix))
             };
-            let page = q
-                .send()
-                .await
-                .map_err(|e| self.error("dynamodb:Query", e))?;
-            for item in page.items() {
-                if get_s(item, KIND) == Some(KIND_ENTRY) {
-                    entries.push(entry_of(item)?);
-                }
-            }
-            match page.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => break,
+            match self.query_page(q, &mut entries).await? {
+                Some(next) => start = Some(next),
+                None => break,
             }
         }
         entries.truncate(limit);

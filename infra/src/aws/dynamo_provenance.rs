@@ -17,7 +17,7 @@ use aws_sdk_dynamodb::{
 use chrono::SecondsFormat;
 use runcache_schemas::{ContentHash, ProvenanceRecord};
 
-use super::error::{code, map_sdk_error, missing};
+use super::error::{code, dynamodb_error};
 use crate::{provenance::ProvenanceStore, StoreError};
 
 /// The table's key and attribute names.
@@ -50,14 +50,12 @@ impl DynamoProvenanceStore {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        if code(&err) == Some("ResourceNotFoundException") {
-            return missing("DynamoDB table", &self.table, "RUNCACHE_PROVENANCE_TABLE");
-        }
-        let region = super::region_of(self.client.config().region());
-        map_sdk_error(
+        dynamodb_error(
             err,
             action,
-            &format!("arn:aws:dynamodb:{region}:*:table/{}", self.table),
+            &self.client,
+            &self.table,
+            "RUNCACHE_PROVENANCE_TABLE",
         )
     }
 }

@@ -82,6 +82,30 @@ pub(crate) fn missing(kind: &str, name: &str, setting: &str) -> StoreError {
     }
 }
 
+/// A DynamoDB error on `table` as a [`StoreError`]: a missing table says
+/// how to create it or which `setting` names another one.
+pub(crate) fn dynamodb_error<E, R>(
+    err: SdkError<E, R>,
+    action: &str,
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    setting: &str,
+) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: Debug + Send + Sync + 'static,
+{
+    if code(&err) == Some("ResourceNotFoundException") {
+        return missing("DynamoDB table", table, setting);
+    }
+    let region = super::region_of(client.config().region());
+    map_sdk_error(
+        err,
+        action,
+        &format!("arn:aws:dynamodb:{region}:*:table/{table}"),
+    )
+}
+
 /// Maps what no service-specific rule claimed. `action` is the IAM action
 /// (`s3:GetObject`), `resource` names what it was applied to.
 pub(crate) fn map_sdk_error<E, R>(err: SdkError<E, R>, action: &str, resource: &str) -> StoreError

@@ -33,8 +33,8 @@ use super::error::{code, map_sdk_error, missing};
 use crate::{
     names,
     queue::{
-        EventQueue, OutgoingMessage, QueueDepth, ReceivedMessage, ATTR_DEAD_LETTER_REASON,
-        MAX_BATCH,
+        check_batch, EventQueue, OutgoingMessage, QueueDepth, ReceivedMessage,
+        ATTR_DEAD_LETTER_REASON, MAX_BATCH,
     },
     StoreError,
 };
@@ -282,12 +282,7 @@ impl EventQueue for SqsEventQueue {
         wait: Duration,
         visibility: Duration,
     ) -> Result<Vec<ReceivedMessage>, StoreError> {
-        if !(1..=MAX_BATCH).contains(&max) {
-            return Err(StoreError::invalid(
-                "receive batch size",
-                format!("{max} is not between 1 and {MAX_BATCH}"),
-            ));
-        }
+        check_batch(max)?;
         let url = self.url().await?;
         self.receive_from(
             &self.name,

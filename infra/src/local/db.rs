@@ -62,8 +62,33 @@ impl Db {
         .map_err(|e| StoreError::backend("sqlite task", e))?
     }
 
+    /// Runs `f` in an IMMEDIATE transaction on the blocking pool: the write
+    /// lock is taken before the first read, so two writers (even in two
+    /// processes) never both act on what they read. `f` gets the
+    /// transaction and this database's error mapping; it commits what it
+    /// wants kept (dropping the transaction rolls back).
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(
+                rusqlite::Transaction<'_>,
+                &(dyn Fn(rusqlite::Error) -> StoreError + Send + Sync),
+            ) -> Result<T, StoreError>
+            + Send
+            + 'static,
+    {
+        let err = self.err();
+        self.call(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(&err)?;
+            f(tx, &err)
+        })
+        .await
+    }
+
     /// Maps a SQLite error on this database to a [`StoreError`].
-    pub fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + Send + 'static {
+    pub fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + Send + Sync + 'static {
         let path = self.path.clone();
         move |e| sql_error(&path, e)
     }

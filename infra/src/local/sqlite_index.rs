@@ -8,7 +8,7 @@ use std::path::Path;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use runcache_schemas::{AuditRecord, EntryState, IndexEntry, Scope};
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, OptionalExtension};
 
 use super::db::{from_json, micros, to_json, Db};
 use crate::{
@@ -52,6 +52,34 @@ impl SqliteCacheIndex {
         Ok(Self {
             db: Db::open(path, SCHEMA)?,
         })
+    }
+
+    /// Read-modify-write of one entry: `decide` sees the entry `id` (if
+    /// any) and returns what to store (nothing: leave it) and the answer.
+    /// It runs in one write transaction ([`Db::write`]): of two inserts,
+    /// one sees the other's entry.
+    async fn update<T, F>(&self, id: Id, decide: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Option<IndexEntry>) -> (Option<IndexEntry>, Result<T, StoreError>)
+            + Send
+            + 'static,
+    {
+        self.db
+            .write(move |tx, err| {
+                let existing = match load(&tx, &id).map_err(err)? {
+                    Some(doc) => Some(from_json::<IndexEntry>(&doc)?),
+                    None => None,
+                };
+                let (write, answer) = decide(existing);
+                let answer = answer?;
+                if let Some(entry) = write {
+                    store(&tx, &entry)?;
+                    tx.commit().map_err(err)?;
+                }
+                Ok(answer)
+            })
+            .await
     }
 }
 
@@ -112,11 +140,11 @@ fn store(conn: &rusqlite::Connection, e: &IndexEntry) -> Result<(), StoreError> 
     Ok(())
 }
 
-fn docs(
+fn docs<T: serde::de::DeserializeOwned>(
     conn: &rusqlite::Connection,
     sql: &str,
     params: impl rusqlite::Params,
-) -> Result<Vec<IndexEntry>, StoreError> {
+) -> Result<Vec<T>, StoreError> {
     let mut stmt = conn
         .prepare_cached(sql)
         .map_err(|e| StoreError::backend("querying the index", e))?;
@@ -172,26 +200,14 @@ impl CacheIndex for SqliteCacheIndex {
 
     async fn insert(&self, entry: &IndexEntry) -> Result<InsertOutcome, StoreError> {
         let entry = entry.clone();
-        let err = self.db.err();
-        self.db
-            .call(move |conn| {
-                // IMMEDIATE takes the write lock before the read, so two
-                // inserts (even from two processes) cannot both see "absent".
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(&err)?;
-                let id = Id::new(&entry.scope(), &entry.cache_version, &entry.cache_key);
-                if let Some(doc) = load(&tx, &id).map_err(&err)? {
-                    let existing: IndexEntry = from_json(&doc)?;
-                    if existing.is_live() {
-                        return Ok(InsertOutcome::Exists(Box::new(existing)));
-                    }
-                }
-                store(&tx, &entry)?;
-                tx.commit().map_err(&err)?;
-                Ok(InsertOutcome::Inserted)
-            })
-            .await
+        let id = Id::new(&entry.scope(), &entry.cache_version, &entry.cache_key);
+        self.update(id, move |existing| match existing {
+            Some(existing) if existing.is_live() => {
+                (None, Ok(InsertOutcome::Exists(Box::new(existing))))
+            }
+            _ => (Some(entry), Ok(InsertOutcome::Inserted)),
+        })
+        .await
     }
 
     async fn record_access(
@@ -201,29 +217,21 @@ impl CacheIndex for SqliteCacheIndex {
         key: &str,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let id = Id::new(scope, version, key);
-        let err = self.db.err();
         let what = format!("index entry `{key}` in {scope}");
-        self.db
-            .call(move |conn| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(&err)?;
-                let doc = load(&tx, &id)
-                    .map_err(&err)?
-                    .ok_or(StoreError::NotFound { what })?;
-                let mut entry: IndexEntry = from_json(&doc)?;
-                entry.access_count += 1;
-                if at > entry.last_accessed {
-                    // The record lives as long after its last access as it
-                    // did after its creation.
-                    entry.ttl += (at - entry.last_accessed).num_seconds();
-                    entry.last_accessed = at;
-                }
-                store(&tx, &entry)?;
-                tx.commit().map_err(&err)
-            })
-            .await
+        self.update(Id::new(scope, version, key), move |entry| {
+            let Some(mut entry) = entry else {
+                return (None, Err(StoreError::NotFound { what }));
+            };
+            entry.access_count += 1;
+            if at > entry.last_accessed {
+                // The record lives as long after its last access as it did
+                // after its creation.
+                entry.ttl += (at - entry.last_accessed).num_seconds();
+                entry.last_accessed = at;
+            }
+            (Some(entry), Ok(()))
+        })
+        .await
     }
 
     async fn by_repository(
@@ -308,30 +316,18 @@ impl CacheIndex for SqliteCacheIndex {
         key: &str,
         change: &StateChange,
     ) -> Result<bool, StoreError> {
-        let id = Id::new(scope, version, key);
         let change = change.clone();
-        let err = self.db.err();
-        self.db
-            .call(move |conn| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(&err)?;
-                let Some(doc) = load(&tx, &id).map_err(&err)? else {
-                    return Ok(false);
-                };
-                let mut entry: IndexEntry = from_json(&doc)?;
-                if !entry.is_live() || change.state == EntryState::Live {
-                    return Ok(false);
-                }
+        self.update(Id::new(scope, version, key), move |entry| match entry {
+            Some(mut entry) if entry.is_live() && change.state != EntryState::Live => {
                 entry.state = change.state;
                 entry.invalidated_at = Some(change.at);
                 entry.reason = Some(change.reason);
                 entry.invalidated_by = Some(change.by);
-                store(&tx, &entry)?;
-                tx.commit().map_err(&err)?;
-                Ok(true)
-            })
-            .await
+                (Some(entry), Ok(true))
+            }
+            _ => (None, Ok(false)),
+        })
+        .await
     }
 
     async fn remove(&self, scope: &Scope, version: &str, key: &str) -> Result<(), StoreError> {
@@ -413,20 +409,14 @@ impl CacheIndex for SqliteCacheIndex {
         limit: usize,
     ) -> Result<Vec<AuditRecord>, StoreError> {
         let repo = repository.to_string();
-        let err = self.db.err();
         self.db
             .call(move |conn| {
-                let mut stmt = conn
-                    .prepare_cached(
-                        "SELECT doc FROM audit WHERE repository = ?1 ORDER BY at DESC, audit_id DESC LIMIT ?2",
-                    )
-                    .map_err(&err)?;
-                let rows = stmt
-                    .query_map(params![repo, limit as i64], |r| r.get::<_, String>(0))
-                    .map_err(&err)?
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(&err)?;
-                rows.iter().map(|d| from_json(d)).collect()
+                docs(
+                    conn,
+                    "SELECT doc FROM audit WHERE repository = ?1
+                     ORDER BY at DESC, audit_id DESC LIMIT ?2",
+                    params![repo, limit as i64],
+                )
             })
             .await
     }

@@ -7,14 +7,14 @@
 use std::{collections::BTreeMap, path::Path, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use rusqlite::{params, TransactionBehavior};
+use rusqlite::params;
 
 use super::db::{from_json, from_micros, micros, to_json, Db};
 use crate::{
     names,
     queue::{
-        EventQueue, OutgoingMessage, QueueDepth, ReceivedMessage, ATTR_DEAD_LETTER_REASON,
-        MAX_BATCH,
+        check_batch, EventQueue, OutgoingMessage, QueueDepth, ReceivedMessage,
+        ATTR_DEAD_LETTER_REASON,
     },
     Clock, StoreError,
 };
@@ -78,12 +78,8 @@ impl SqliteEventQueue {
         let now_us = micros(now);
         let until = micros(now + to_chrono(visibility));
         let (queue, dlq, max_receives) = (self.name.clone(), self.dlq.clone(), self.max_receives);
-        let err = self.db.err();
         self.db
-            .call(move |conn| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(&err)?;
+            .write(move |tx, err| {
                 let mut out = Vec::new();
                 {
                     let mut select = tx
@@ -91,7 +87,7 @@ impl SqliteEventQueue {
                             "SELECT seq, id, body, attributes, sent_at, receive_count FROM messages
                              WHERE queue = ?1 AND visible_at <= ?2 ORDER BY seq LIMIT ?3",
                         )
-                        .map_err(&err)?;
+                        .map_err(err)?;
                     // Over-fetch: some candidates may be dead-lettered.
                     let rows = select
                         .query_map(params![queue, now_us, (max * 4) as i64], |r| {
@@ -104,9 +100,9 @@ impl SqliteEventQueue {
                                 r.get::<_, u32>(5)?,
                             ))
                         })
-                        .map_err(&err)?
+                        .map_err(err)?
                         .collect::<Result<Vec<_>, _>>()
-                        .map_err(&err)?;
+                        .map_err(err)?;
                     for (seq, id, body, attrs, sent_at, count) in rows {
                         if out.len() == max {
                             break;
@@ -124,7 +120,7 @@ impl SqliteEventQueue {
                                  attributes = ?3 WHERE seq = ?4",
                                 params![dlq, now_us, to_json(&attributes)?, seq],
                             )
-                            .map_err(&err)?;
+                            .map_err(err)?;
                             continue;
                         }
                         let receipt = uuid::Uuid::new_v4().to_string();
@@ -133,7 +129,7 @@ impl SqliteEventQueue {
                              visible_at = ?1, receipt = ?2 WHERE seq = ?3",
                             params![until, receipt, seq],
                         )
-                        .map_err(&err)?;
+                        .map_err(err)?;
                         out.push(ReceivedMessage {
                             id,
                             receipt,
@@ -144,7 +140,7 @@ impl SqliteEventQueue {
                         });
                     }
                 }
-                tx.commit().map_err(&err)?;
+                tx.commit().map_err(err)?;
                 Ok(out)
             })
             .await
@@ -187,12 +183,7 @@ impl EventQueue for SqliteEventQueue {
         wait: Duration,
         visibility: Duration,
     ) -> Result<Vec<ReceivedMessage>, StoreError> {
-        if !(1..=MAX_BATCH).contains(&max) {
-            return Err(StoreError::invalid(
-                "receive batch size",
-                format!("{max} is not between 1 and {MAX_BATCH}"),
-            ));
-        }
+        check_batch(max)?;
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let got = self.take(max, visibility).await?;

@@ -141,7 +141,7 @@ impl Look<'_> {
             }
         };
         let mut differing = Vec::new();
-        let (their_paths, their_compression) = match record {
+        let (mut their_paths, mut their_compression) = match record {
             Some(r) => {
                 if r.paths != self.req.paths {
                     let (mut a, mut b) = (r.paths.clone(), self.req.paths.clone());
@@ -174,16 +174,8 @@ impl Look<'_> {
                     if windows_only {
                         differing.push(VersionInput::WindowsOnly);
                     }
-                    return Finding::VersionMismatch {
-                        git_ref: e.git_ref.clone(),
-                        key: e.cache_key.clone(),
-                        state: e.state,
-                        created_at: e.created_at,
-                        their_version: e.cache_version.clone(),
-                        differing_inputs: differing,
-                        their_paths: their_paths.or_else(|| Some(self.req.paths.clone())),
-                        their_compression: their_compression.or(Some(compression.to_string())),
-                    };
+                    their_paths = their_paths.or_else(|| Some(self.req.paths.clone()));
+                    their_compression = their_compression.or(Some(compression.to_string()));
                 }
                 None => differing.push(VersionInput::Unknown),
             }
