@@ -43,10 +43,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 use tracing::instrument;
 
-use crate::{
-    context::RunContext,
-    keys::KeyError,
-};
+use crate::{context::RunContext, keys::KeyError};
 
 /// `schema` of the JSON report; `version` changes only when a field is
 /// removed or changes meaning (new fields may appear).
