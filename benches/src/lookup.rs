@@ -44,7 +44,7 @@ async fn open(kind: LookupBackend, dir: &std::path::Path) -> Result<Backend> {
         LookupBackend::Local => Ok(Backend::local(&Config::local(dir), Arc::new(SystemClock))?),
         #[cfg(feature = "aws")]
         LookupBackend::Moto => {
-            let (sdk, config, _) = runcache_infra::aws::moto::fresh(5).await;
+            let (sdk, config, _) = runcache_testkit::moto::fresh(5).await;
             Ok(runcache_infra::aws::connect_with(&sdk, &config)?)
         }
         #[cfg(not(feature = "aws"))]

@@ -21,7 +21,7 @@ use runcache_schemas::Scope;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
-use runcache_infra::aws::moto;
+use runcache_testkit::moto;
 
 const MIB: u64 = 1 << 20;
 

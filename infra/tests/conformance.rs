@@ -1,7 +1,8 @@
-//! The conformance suite: the same test bodies (in `conformance/cases*.rs`)
-//! run against every backend. A backend joins with one line:
-//! `conformance_suite!(name, fixture_constructor);`. Failures name the
-//! backend: `local::queue_dead_lettered_after_max_receives`.
+//! The conformance suite: the same test bodies (in `conformance/*_cases.rs`)
+//! run against every backend of `runcache_testkit::each_backend!`, each
+//! on its fixture (`conformance/fixtures.rs`, one constructor per backend,
+//! named like it). Failures name the backend:
+//! `local::queue_dead_lettered_after_max_receives`.
 
 #[path = "conformance/mod.rs"]
 mod conformance;
@@ -12,6 +13,4 @@ use peak_alloc::PeakAlloc;
 #[global_allocator]
 static PEAK_ALLOC: PeakAlloc = PeakAlloc;
 
-conformance_suite!(local, crate::conformance::fixtures::local);
-#[cfg(feature = "aws")]
-conformance_suite!(aws_moto, crate::conformance::fixtures::moto);
+runcache_testkit::each_backend!(crate::conformance_suite! {});

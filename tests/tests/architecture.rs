@@ -4,6 +4,8 @@
 //!   (`runcache_worker::settle`), never their handlers or consumer loop;
 //! - the cache library under the front doors depends on neither door nor
 //!   on the workers;
+//! - production crates never depend on the test kit (`runcache-testkit`
+//!   is a dev-dependency, or a dependency of the benchmarks);
 //! - no crate compiles another crate's sources (`#[path = "../…"]`);
 //! - no document in the repository links to a file outside it (a fresh
 //!   clone has nothing beside it).
@@ -89,6 +91,37 @@ fn the_cache_library_depends_on_no_front_door_and_no_worker() {
         let text = fs::read_to_string(&file).unwrap();
         assert!(!code_uses(&text), "{} uses runcache_worker", file.display());
     }
+}
+
+#[test]
+fn only_tests_and_benchmarks_depend_on_the_test_kit() {
+    let mut manifests = files(&root(), "Cargo.toml");
+    manifests.retain(|m| m.parent() != Some(root().as_path()));
+    assert!(manifests.len() > 5, "found the crates' manifests");
+    let mut users = 0;
+    for manifest in manifests {
+        let crate_dir = manifest.parent().unwrap().strip_prefix(root()).unwrap();
+        if crate_dir == Path::new("testkit") || crate_dir == Path::new("benches") {
+            continue;
+        }
+        let text = fs::read_to_string(&manifest).unwrap();
+        let mut section = "";
+        for line in text.lines() {
+            let line = line.trim();
+            if line.starts_with('[') {
+                section = line;
+            } else if line.starts_with("runcache-testkit") {
+                users += 1;
+                assert_eq!(
+                    section,
+                    "[dev-dependencies]",
+                    "{}: runcache-testkit is for tests only (a dev-dependency)",
+                    manifest.display()
+                );
+            }
+        }
+    }
+    assert!(users > 0, "the check sees the test kit's users");
 }
 
 /// Whether `runcache_worker::` appears outside comments.

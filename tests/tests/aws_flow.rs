@@ -29,7 +29,7 @@ fn ctx(workspace: &std::path::Path) -> RunContext {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn save_promote_restore_through_s3_sqs_and_dynamodb() {
-    let (sdk, config, _) = aws::moto::fresh(3).await;
+    let (sdk, config, _) = runcache_testkit::moto::fresh(3).await;
     let backend = aws::connect_with(&sdk, &config).unwrap();
 
     let ws = tempfile::tempdir().unwrap();

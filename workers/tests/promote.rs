@@ -12,7 +12,7 @@ use runcache_schemas::{
     ArtifactStaged, AuditAction, ContentHash, Contract, Event, IndexEntry, Scope, TrustLevel,
 };
 use runcache_worker::{drain, promote::WrittenUpload, ConsumerConfig, Outcome, Promoter};
-use support::{crashing, hash_of, main_scope, promoter, read, staged, Env, Faults};
+use support::{crashing, hash_of, main_scope, promoter, read, staged, Env, Faults, Intercepted};
 
 crate::backend_tests!(
     a_verified_upload_is_promoted_indexed_and_traced,
@@ -434,7 +434,7 @@ async fn a_written_upload_is_promoted_on_its_digest(e: Env) {
     } = handle;
     drop(release); // a read, if any, passes straight through
     let mut backend = e.backend.clone();
-    backend.blobs = Arc::new(support::GatedBlobs(e.backend.blobs.clone(), vec![gate]));
+    backend.blobs = Intercepted::wrap(e.backend.blobs.clone(), gate);
     let promoter =
         Promoter::new(backend, "test-worker", support::days(90)).with_written_upload(written);
     assert_eq!(promoter.promote(&ev).await.unwrap(), Outcome::Done);

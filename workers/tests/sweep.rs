@@ -429,9 +429,9 @@ async fn promote_while_sweep_is_held(
     let (gate, handle) = gate;
     let mut sweeping = e.backend.clone();
     if on_index {
-        sweeping.index = Arc::new(GatedIndex(e.backend.index.clone(), vec![gate]));
+        sweeping.index = Intercepted::wrap(e.backend.index.clone(), gate);
     } else {
-        sweeping.blobs = Arc::new(GatedBlobs(e.backend.blobs.clone(), vec![gate]));
+        sweeping.blobs = Intercepted::wrap(e.backend.blobs.clone(), gate);
     }
     let c = cfg(e);
     let task = tokio::spawn(async move { sweep(&sweeping, &c).await });
@@ -483,7 +483,7 @@ async fn a_promotion_that_saw_the_blob_but_inserts_after_the_sweep_confirmed_kee
     let (ev, cas) = dead_blob_and_a_new_upload(&e).await;
     let (gate, handle) = Gate::before("insert", "new");
     let mut promoting = e.backend.clone();
-    promoting.index = Arc::new(GatedIndex(e.backend.index.clone(), vec![gate]));
+    promoting.index = Intercepted::wrap(e.backend.index.clone(), gate);
     let ev2 = ev.clone();
     let task = tokio::spawn(async move { promoter(&promoting).promote(&ev2).await });
     handle.reached.await.unwrap();
@@ -504,14 +504,14 @@ async fn a_promotion_that_inserts_between_the_unlink_and_the_confirmation_keeps_
     let (ev, cas) = dead_blob_and_a_new_upload(&e).await;
     let (p_gate, p_handle) = Gate::before("insert", "new");
     let mut promoting = e.backend.clone();
-    promoting.index = Arc::new(GatedIndex(e.backend.index.clone(), vec![p_gate]));
+    promoting.index = Intercepted::wrap(e.backend.index.clone(), p_gate);
     let ev2 = ev.clone();
     let promotion = tokio::spawn(async move { promoter(&promoting).promote(&ev2).await });
     p_handle.reached.await.unwrap();
 
     let (s_gate, s_handle) = Gate::after("delete", names::ARTIFACTS_PREFIX);
     let mut sweeping = e.backend.clone();
-    sweeping.blobs = Arc::new(GatedBlobs(e.backend.blobs.clone(), vec![s_gate]));
+    sweeping.blobs = Intercepted::wrap(e.backend.blobs.clone(), s_gate);
     let c = cfg(&e);
     let sweeping_task = tokio::spawn(async move { sweep(&sweeping, &c).await });
     s_handle.reached.await.unwrap();
@@ -625,7 +625,7 @@ async fn a_sweep_that_dies_before_confirming_leaves_a_copy_the_next_run_rescues(
     // metadata, 4 the rescue's put: it dies there.
     let faults = Faults::new(4);
     let mut sweeping = crashing(&e.backend, &faults);
-    sweeping.blobs = Arc::new(GatedBlobs(sweeping.blobs.clone(), vec![gate]));
+    sweeping.blobs = Intercepted::wrap(sweeping.blobs.clone(), gate);
     let c = cfg(&e);
     let task = tokio::spawn(async move { sweep(&sweeping, &c).await });
     handle.reached.await.unwrap();
@@ -662,7 +662,7 @@ async fn a_vanished_blob_whose_staged_bytes_were_swapped_takes_the_new_entry_out
     let (ev, cas) = dead_blob_and_a_new_upload(&e).await;
     let (gate, handle) = Gate::after("insert", "new");
     let mut promoting = e.backend.clone();
-    promoting.index = Arc::new(GatedIndex(e.backend.index.clone(), vec![gate]));
+    promoting.index = Intercepted::wrap(e.backend.index.clone(), gate);
     let ev2 = ev.clone();
     let task = tokio::spawn(async move { promoter(&promoting).promote(&ev2).await });
     handle.reached.await.unwrap();

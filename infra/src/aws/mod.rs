@@ -29,7 +29,6 @@ mod cloudwatch_metrics;
 mod dynamo_index;
 mod dynamo_provenance;
 mod error;
-pub mod moto;
 mod s3_blob;
 mod sqs_queue;
 

@@ -73,8 +73,8 @@ pub async fn local() -> Fixture {
 /// The AWS adapters against the one moto server of this test binary, on
 /// resources of their own (a random stage, bootstrapped).
 #[cfg(feature = "aws")]
-pub async fn moto() -> Fixture {
-    let (sdk, config, _) = runcache_infra::aws::moto::fresh(MAX_RECEIVES).await;
+pub async fn aws_moto() -> Fixture {
+    let (sdk, config, _) = runcache_testkit::moto::fresh(MAX_RECEIVES).await;
     let backend = runcache_infra::aws::connect_with(&sdk, &config).expect("aws backend");
     Fixture {
         blobs: backend.blobs,

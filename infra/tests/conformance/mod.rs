@@ -10,12 +10,14 @@ pub mod store_cases;
 pub use fixtures::Fixture;
 
 /// Expands every case into one `#[tokio::test]` in a module named after the
-/// backend. Add a case here once and every backend runs it.
+/// backend, on `fixtures::<backend>()`. Add a case here once and every
+/// backend runs it. Called by `runcache_testkit::each_backend!`.
 #[macro_export]
 macro_rules! conformance_suite {
-    ($backend:ident, $fixture:path) => {
+    ($backend:ident [$($cfg:tt)*] {}) => {
+        #[cfg(all($($cfg)*))]
         mod $backend {
-            $crate::conformance_suite!(@cases $fixture;
+            $crate::conformance_suite!(@cases $crate::conformance::fixtures::$backend;
                 blob_cases::put_get_head_round_trip,
                 blob_cases::missing_keys,
                 blob_cases::range_reads,

@@ -1,12 +1,13 @@
 //! Shared fixtures for the worker tests: an [`Env`] on either backend with
 //! a `ManualClock` (the local one, or the AWS adapters on this test binary's
 //! moto server, each test on fresh uniquely-named resources), staging and
-//! promoting uploads, reading objects, and wrappers that stop a port call at
-//! a chosen point (to build interleavings explicitly) or fail it (to crash a
-//! handler after any step).
+//! promoting uploads, reading objects. The wrappers that hold a port call
+//! at a chosen point ([`Gate`]) or fail it ([`Faults`]) come from
+//! `runcache_testkit`.
 //!
 //! [`backend_tests!`] expands plain `async fn case(e: Env)` bodies into one
-//! test per backend: `local::case` and `aws_moto::case`.
+//! test per backend of `runcache_testkit::each_backend!`: `local::case` and
+//! `aws_moto::case`.
 //!
 //! # Time on the two backends
 //!
@@ -21,30 +22,23 @@
 
 #![allow(dead_code)]
 
-use std::{
-    collections::BTreeMap,
-    ops::Range,
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc, Mutex,
-    },
-    time::Duration,
-};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use runcache_infra::{
-    index::{search, CacheIndex, EntryPage, SearchHit, SearchRequest},
-    names, staging, Backend, BackendKind, BlobMeta, BlobReader, BlobStore, Config, EventQueue,
-    InsertOutcome, ListPage, ManualClock, OutgoingMessage, QueueDepth, ReceivedMessage,
-    StateChange, StoreError,
+    index::{search, SearchHit, SearchRequest},
+    names, staging, Backend, BackendKind, BlobMeta, Config, EventQueue, ManualClock,
 };
 use runcache_schemas::{
-    ArtifactStaged, AuditRecord, BuildProvenance, ContentHash, Event, IndexEntry, Scope, TrustLevel,
+    ArtifactStaged, BuildProvenance, ContentHash, Event, IndexEntry, Scope, TrustLevel,
 };
 use runcache_worker::{Outcome, Promoter};
 use sha2::{Digest, Sha256};
-use tokio::{io::AsyncReadExt, sync::oneshot};
+use tokio::io::AsyncReadExt;
+
+// Not every test binary uses all of them.
+#[allow(unused_imports)]
+pub use runcache_testkit::{crashing, Faults, Gate, GateHandle, Intercepted};
 
 pub const REPO: &str = "acme/app";
 pub const VERSION: &str = "v1";
@@ -53,25 +47,27 @@ pub const MAIN: &str = "refs/heads/main";
 pub const MAX_RECEIVES: u32 = 5;
 
 /// Expands each `async fn case(e: Env)` of the calling module into one
-/// `#[tokio::test]` per backend, in modules `local` and `aws_moto`, so a
-/// failure names its backend. The bodies are written once.
+/// `#[tokio::test]` per backend, in modules named after the backends
+/// (`local`, `aws_moto`), so a failure names its backend. The bodies are
+/// written once; each runs on the `Env` of the function named like its
+/// backend below.
 #[macro_export]
 macro_rules! backend_tests {
     ($($case:ident),* $(,)?) => {
-        mod local {
+        runcache_testkit::each_backend!($crate::backend_tests_on! { $($case),* });
+    };
+}
+
+/// One backend's module of [`backend_tests!`].
+#[macro_export]
+macro_rules! backend_tests_on {
+    ($backend:ident [$($cfg:tt)*] { $($case:ident),* }) => {
+        #[cfg(all($($cfg)*))]
+        mod $backend {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    super::$case($crate::support::local_env()).await;
-                }
-            )*
-        }
-        #[cfg(feature = "aws")]
-        mod aws_moto {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case($crate::support::moto_env().await).await;
+                    super::$case($crate::support::$backend().await).await;
                 }
             )*
         }
@@ -100,7 +96,7 @@ impl Env {
     pub async fn another(&self) -> Env {
         match self.backend.kind {
             #[cfg(feature = "aws")]
-            BackendKind::Aws => moto_env().await,
+            BackendKind::Aws => aws_moto().await,
             _ => local_env(),
         }
     }
@@ -126,12 +122,17 @@ pub fn env() -> Env {
     local_env()
 }
 
+/// [`local_env`], as [`backend_tests!`] calls it.
+pub async fn local() -> Env {
+    local_env()
+}
+
 /// The AWS adapters against this test binary's moto server, on resources of
 /// their own (a random stage, bootstrapped), with a `ManualClock` that
 /// starts at the real time (see the module doc).
 #[cfg(feature = "aws")]
-pub async fn moto_env() -> Env {
-    let (sdk, config, _) = runcache_infra::aws::moto::fresh(MAX_RECEIVES).await;
+pub async fn aws_moto() -> Env {
+    let (sdk, config, _) = runcache_testkit::moto::fresh(MAX_RECEIVES).await;
     let mut backend = runcache_infra::aws::connect_with(&sdk, &config).expect("aws backend");
     let clock = ManualClock::default();
     backend.clock = Arc::new(clock.clone());
@@ -329,384 +330,4 @@ pub fn entry(
         upload_id: format!("u-{key}"),
         build_duration_ms: None,
     }
-}
-
-// ---- gates: stop a port call at a chosen point ---------------------------
-
-/// Stops the first call of `op` on a key starting with `key_prefix`
-/// (before or after the call itself) until the test releases it.
-#[derive(Debug)]
-pub struct Gate {
-    op: &'static str,
-    key_prefix: String,
-    after: bool,
-    reached: Mutex<Option<oneshot::Sender<()>>>,
-    release: tokio::sync::Mutex<Option<oneshot::Receiver<()>>>,
-}
-
-/// The test's side of a gate.
-pub struct GateHandle {
-    pub reached: oneshot::Receiver<()>,
-    pub release: oneshot::Sender<()>,
-}
-
-impl Gate {
-    pub fn before(op: &'static str, key_prefix: &str) -> (Arc<Gate>, GateHandle) {
-        Self::new(op, key_prefix, false)
-    }
-    pub fn after(op: &'static str, key_prefix: &str) -> (Arc<Gate>, GateHandle) {
-        Self::new(op, key_prefix, true)
-    }
-    fn new(op: &'static str, key_prefix: &str, after: bool) -> (Arc<Gate>, GateHandle) {
-        let (reached_tx, reached_rx) = oneshot::channel();
-        let (release_tx, release_rx) = oneshot::channel();
-        (
-            Arc::new(Gate {
-                op,
-                key_prefix: key_prefix.into(),
-                after,
-                reached: Mutex::new(Some(reached_tx)),
-                release: tokio::sync::Mutex::new(Some(release_rx)),
-            }),
-            GateHandle {
-                reached: reached_rx,
-                release: release_tx,
-            },
-        )
-    }
-
-    async fn pass(&self, op: &str, key: &str, after: bool) {
-        if op != self.op || after != self.after || !key.starts_with(&self.key_prefix) {
-            return;
-        }
-        let Some(tx) = self.reached.lock().unwrap().take() else {
-            return;
-        };
-        let _ = tx.send(());
-        if let Some(rx) = self.release.lock().await.take() {
-            let _ = rx.await;
-        }
-    }
-}
-
-async fn gated<T>(
-    gates: &[Arc<Gate>],
-    op: &str,
-    key: &str,
-    call: impl std::future::Future<Output = T>,
-) -> T {
-    for g in gates {
-        g.pass(op, key, false).await;
-    }
-    let out = call.await;
-    for g in gates {
-        g.pass(op, key, true).await;
-    }
-    out
-}
-
-#[derive(Debug)]
-pub struct GatedBlobs(pub Arc<dyn BlobStore>, pub Vec<Arc<Gate>>);
-
-#[async_trait]
-impl BlobStore for GatedBlobs {
-    async fn put(
-        &self,
-        key: &str,
-        body: BlobReader,
-        m: BTreeMap<String, String>,
-    ) -> Result<BlobMeta, StoreError> {
-        gated(&self.1, "put", key, self.0.put(key, body, m)).await
-    }
-    async fn head(&self, key: &str) -> Result<Option<BlobMeta>, StoreError> {
-        gated(&self.1, "head", key, self.0.head(key)).await
-    }
-    async fn get(&self, key: &str, r: Option<Range<u64>>) -> Result<BlobReader, StoreError> {
-        gated(&self.1, "get", key, self.0.get(key, r)).await
-    }
-    async fn copy(&self, from: &str, to: &str) -> Result<BlobMeta, StoreError> {
-        gated(&self.1, "copy", from, self.0.copy(from, to)).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        gated(&self.1, "delete", key, self.0.delete(key)).await
-    }
-    async fn list(&self, p: &str, a: Option<&str>, l: usize) -> Result<ListPage, StoreError> {
-        gated(&self.1, "list", p, self.0.list(p, a, l)).await
-    }
-    async fn abort_stale_uploads(&self, t: DateTime<Utc>) -> Result<u64, StoreError> {
-        self.0.abort_stale_uploads(t).await
-    }
-    // Forwarded so a wrapped store takes the same code paths as the bare
-    // one (promote pins by copy where copies share bytes). `delete_many`
-    // keeps its default: one `delete` (one fault point) per key.
-    fn copy_shares_bytes(&self) -> bool {
-        self.0.copy_shares_bytes()
-    }
-}
-
-/// Gates on the index: `insert` (key = the cache key) and `scan` (key "").
-#[derive(Debug)]
-pub struct GatedIndex(pub Arc<dyn CacheIndex>, pub Vec<Arc<Gate>>);
-
-#[async_trait]
-impl CacheIndex for GatedIndex {
-    async fn get(&self, s: &Scope, v: &str, k: &str) -> Result<Option<IndexEntry>, StoreError> {
-        self.0.get(s, v, k).await
-    }
-    async fn find_prefix(
-        &self,
-        s: &Scope,
-        v: &str,
-        p: &str,
-    ) -> Result<Vec<IndexEntry>, StoreError> {
-        self.0.find_prefix(s, v, p).await
-    }
-    async fn insert(&self, e: &IndexEntry) -> Result<InsertOutcome, StoreError> {
-        gated(&self.1, "insert", &e.cache_key, self.0.insert(e)).await
-    }
-    async fn record_access(
-        &self,
-        s: &Scope,
-        v: &str,
-        k: &str,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.0.record_access(s, v, k, at).await
-    }
-    async fn by_repository(&self, r: &str, t: Option<&str>) -> Result<Vec<IndexEntry>, StoreError> {
-        self.0.by_repository(r, t).await
-    }
-    async fn by_lockfile(&self, h: &str) -> Result<Vec<IndexEntry>, StoreError> {
-        self.0.by_lockfile(h).await
-    }
-    async fn by_key(&self, r: &str, k: &str) -> Result<Vec<IndexEntry>, StoreError> {
-        self.0.by_key(r, k).await
-    }
-    async fn list_prefix(
-        &self,
-        s: &Scope,
-        v: &str,
-        p: &str,
-        l: usize,
-    ) -> Result<Vec<IndexEntry>, StoreError> {
-        self.0.list_prefix(s, v, p, l).await
-    }
-    async fn set_state(
-        &self,
-        s: &Scope,
-        v: &str,
-        k: &str,
-        c: &StateChange,
-    ) -> Result<bool, StoreError> {
-        self.0.set_state(s, v, k, c).await
-    }
-    async fn remove(&self, s: &Scope, v: &str, k: &str) -> Result<(), StoreError> {
-        self.0.remove(s, v, k).await
-    }
-    async fn scan(&self, c: Option<&str>, l: usize) -> Result<EntryPage, StoreError> {
-        gated(&self.1, "scan", "", self.0.scan(c, l)).await
-    }
-    async fn append_audit(&self, r: &AuditRecord) -> Result<(), StoreError> {
-        self.0.append_audit(r).await
-    }
-    async fn audit_log(&self, r: &str, l: usize) -> Result<Vec<AuditRecord>, StoreError> {
-        self.0.audit_log(r, l).await
-    }
-}
-
-// ---- faults: crash a handler at its k-th write ---------------------------
-
-/// Fails the `fail_at`-th mutating call (1-based) across the wrapped ports,
-/// as if the worker died there.
-#[derive(Debug)]
-pub struct Faults {
-    calls: AtomicUsize,
-    fail_at: usize,
-}
-
-impl Faults {
-    pub fn new(fail_at: usize) -> Arc<Self> {
-        Arc::new(Self {
-            calls: AtomicUsize::new(0),
-            fail_at,
-        })
-    }
-
-    /// Whether the injected failure was reached.
-    pub fn fired(&self) -> bool {
-        self.calls.load(Ordering::SeqCst) >= self.fail_at
-    }
-
-    fn hit(&self, what: &str) -> Result<(), StoreError> {
-        if self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_at {
-            return Err(StoreError::Unavailable {
-                what: what.into(),
-                reason: "injected crash".into(),
-            });
-        }
-        Ok(())
-    }
-}
-
-#[derive(Debug)]
-pub struct FaultyBlobs(pub Arc<dyn BlobStore>, pub Arc<Faults>);
-
-#[async_trait]
-impl BlobStore for FaultyBlobs {
-    async fn put(
-        &self,
-        key: &str,
-        body: BlobReader,
-        m: BTreeMap<String, String>,
-    ) -> Result<BlobMeta, StoreError> {
-        self.1.hit("put")?;
-        self.0.put(key, body, m).await
-    }
-    async fn head(&self, key: &str) -> Result<Option<BlobMeta>, StoreError> {
-        self.0.head(key).await
-    }
-    async fn get(&self, key: &str, r: Option<Range<u64>>) -> Result<BlobReader, StoreError> {
-        self.0.get(key, r).await
-    }
-    async fn copy(&self, from: &str, to: &str) -> Result<BlobMeta, StoreError> {
-        self.1.hit("copy")?;
-        self.0.copy(from, to).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.1.hit("delete")?;
-        self.0.delete(key).await
-    }
-    async fn list(&self, p: &str, a: Option<&str>, l: usize) -> Result<ListPage, StoreError> {
-        self.0.list(p, a, l).await
-    }
-    async fn abort_stale_uploads(&self, t: DateTime<Utc>) -> Result<u64, StoreError> {
-        self.0.abort_stale_uploads(t).await
-    }
-    // Forwarded so a wrapped store takes the same code paths as the bare
-    // one (promote pins by copy where copies share bytes). `delete_many`
-    // keeps its default: one `delete` (one fault point) per key.
-    fn copy_shares_bytes(&self) -> bool {
-        self.0.copy_shares_bytes()
-    }
-}
-
-#[derive(Debug)]
-pub struct FaultyIndex(pub Arc<dyn CacheIndex>, pub Arc<Faults>);
-
-#[async_trait]
-impl CacheIndex for FaultyIndex {
-    async fn get(&self, s: &Scope, v: &str, k: &str) -> Result<Option<IndexEntry>, StoreError> {
-        self.0.get(s, v, k).await
-    }
-    async fn find_prefix(
-        &self,
-        s: &Scope,
-        v: &str,
-        p: &str,
-    ) -> Result<Vec<IndexEntry>, StoreError> {
-        self.0.find_prefix(s, v, p).await
-    }
-    async fn insert(&self, e: &IndexEntry) -> Result<InsertOutcome, StoreError> {
-        self.1.hit("insert")?;
-        self.0.insert(e).await
-    }
-    async fn record_access(
-        &self,
-        s: &Scope,
-        v: &str,
-        k: &str,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.1.hit("record_access")?;
-        self.0.record_access(s, v, k, at).await
-    }
-    async fn by_repository(&self, r: &str, t: Option<&str>) -> Result<Vec<IndexEntry>, StoreError> {
-        self.0.by_repository(r, t).await
-    }
-    async fn by_lockfile(&self, h: &str) -> Result<Vec<IndexEntry>, StoreError> {
-        self.0.by_lockfile(h).await
-    }
-    async fn by_key(&self, r: &str, k: &str) -> Result<Vec<IndexEntry>, StoreError> {
-        self.0.by_key(r, k).await
-    }
-    async fn list_prefix(
-        &self,
-        s: &Scope,
-        v: &str,
-        p: &str,
-        l: usize,
-    ) -> Result<Vec<IndexEntry>, StoreError> {
-        self.0.list_prefix(s, v, p, l).await
-    }
-    async fn set_state(
-        &self,
-        s: &Scope,
-        v: &str,
-        k: &str,
-        c: &StateChange,
-    ) -> Result<bool, StoreError> {
-        self.1.hit("set_state")?;
-        self.0.set_state(s, v, k, c).await
-    }
-    async fn remove(&self, s: &Scope, v: &str, k: &str) -> Result<(), StoreError> {
-        self.1.hit("remove")?;
-        self.0.remove(s, v, k).await
-    }
-    async fn scan(&self, c: Option<&str>, l: usize) -> Result<EntryPage, StoreError> {
-        self.0.scan(c, l).await
-    }
-    async fn append_audit(&self, r: &AuditRecord) -> Result<(), StoreError> {
-        self.1.hit("audit")?;
-        self.0.append_audit(r).await
-    }
-    async fn audit_log(&self, r: &str, l: usize) -> Result<Vec<AuditRecord>, StoreError> {
-        self.0.audit_log(r, l).await
-    }
-}
-
-#[derive(Debug)]
-pub struct FaultyQueue(pub Arc<dyn EventQueue>, pub Arc<Faults>);
-
-#[async_trait]
-impl EventQueue for FaultyQueue {
-    fn name(&self) -> &str {
-        self.0.name()
-    }
-    async fn send(&self, m: OutgoingMessage) -> Result<String, StoreError> {
-        self.1.hit("send")?;
-        self.0.send(m).await
-    }
-    async fn receive(
-        &self,
-        max: usize,
-        wait: Duration,
-        vis: Duration,
-    ) -> Result<Vec<ReceivedMessage>, StoreError> {
-        self.0.receive(max, wait, vis).await
-    }
-    async fn extend_visibility(&self, r: &str, v: Duration) -> Result<(), StoreError> {
-        self.0.extend_visibility(r, v).await
-    }
-    async fn ack(&self, r: &str) -> Result<(), StoreError> {
-        self.0.ack(r).await
-    }
-    async fn dead_letter(&self, m: &ReceivedMessage, reason: &str) -> Result<(), StoreError> {
-        self.0.dead_letter(m, reason).await
-    }
-    async fn dead_letters(&self, max: usize) -> Result<Vec<ReceivedMessage>, StoreError> {
-        self.0.dead_letters(max).await
-    }
-    async fn depth(&self) -> Result<QueueDepth, StoreError> {
-        self.0.depth().await
-    }
-}
-
-/// `backend` with every port that writes wrapped to fail at `faults`.
-pub fn crashing(backend: &Backend, faults: &Arc<Faults>) -> Backend {
-    let mut b = backend.clone();
-    b.blobs = Arc::new(FaultyBlobs(backend.blobs.clone(), faults.clone()));
-    b.index = Arc::new(FaultyIndex(backend.index.clone(), faults.clone()));
-    b.accessed = Arc::new(FaultyQueue(backend.accessed.clone(), faults.clone()));
-    b.metrics = backend.metrics.clone();
-    b
 }

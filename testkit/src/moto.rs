@@ -1,6 +1,7 @@
-//! For tests: one `moto_server` (the AWS emulator) per process, on a free
-//! loopback port, and the SDK configuration that points at it. Used by the
-//! conformance suite and the end-to-end tests; production never calls it.
+//! One `moto_server` (the AWS emulator) per test process, on a free
+//! loopback port, and the SDK configuration that points at it: the AWS
+//! adapters' fixture in the conformance suite, the worker and end-to-end
+//! tests and the lookup benchmark.
 //!
 //! moto is started through a small shell watchdog that kills it when this
 //! process goes away (however it ends), so no server outlives the tests.
@@ -16,12 +17,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{
+use aws_config::{Region, SdkConfig};
+use aws_sdk_s3::config::Credentials;
+use runcache_infra::{
     aws::{self, BootstrapReport, Clients},
     BackendKind, Config,
 };
-use aws_config::{Region, SdkConfig};
-use aws_sdk_s3::config::Credentials;
 
 const INSTALL: &str = "install moto's server with `python3 -m pip install 'moto[server]'` \
                        (it provides `moto_server` on PATH)";
