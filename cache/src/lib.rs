@@ -9,6 +9,7 @@
 //!   one implementation) over the scopes a job may read, with an optional
 //!   trace that `explain` renders; access events for the metrics.
 //! - [`fetch`]: a stored entry out of the CAS, verified against its hash.
+//! - [`keys`]: the key rules every door enforces (actions/cache's).
 //!
 //! What lives below, in `runcache-infra`: the ports, the staging layout
 //! (`staging`), hashing (`digest`), the search order (`index::search`).
@@ -20,6 +21,7 @@
 
 pub mod fetch;
 mod job;
+pub mod keys;
 pub mod lookup;
 pub mod stage;
 

@@ -20,7 +20,7 @@ pub mod context;
 pub mod derive;
 pub mod explain;
 pub mod get;
-pub mod keys;
+pub use runcache_cache::keys;
 pub mod outputs;
 pub mod pipe;
 pub mod progress;

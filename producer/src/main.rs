@@ -65,6 +65,12 @@ enum Command {
     /// Operate the cache: stats, ls, provenance, invalidate, verify, bootstrap.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Serve the GitHub Actions cache protocol (v2 Twirp + blob URLs, v1
+    /// REST) so the unmodified `actions/cache` and every `setup-*` action's
+    /// `cache:` use runcache. Trusted: it holds the backend's credentials,
+    /// runners hold only a token.
+    #[command(long_about = SERVE_HELP)]
+    Serve(ServeArgs),
     /// Show the effective configuration and where each value came from.
     Config {
         /// Print JSON.
@@ -278,12 +284,75 @@ struct GetArgs {
     scope: ScopeArgs,
 }
 
+const SERVE_HELP: &str = "\
+Serve the GitHub Actions cache protocol, so the unmodified actions/cache and
+every setup-* action's `cache:` input store in runcache, with its
+verification, scopes, provenance, metrics and explain.
+
+Trusted: it holds the backend's credentials (staging write, index read,
+events); runners hold only a token. Uploads are staged and promoted like
+`runcache save`'s (inline on the local backend, by runcache-worker on AWS).
+
+Setup:
+  1. List the tokens jobs may use, each with its repository, ref and trust
+     (tokens.toml):
+       [[token]]
+       token = \"<random secret>\"
+       repository = \"acme/app\"
+       ref = \"refs/heads/main\"
+       trust = \"protected\"      # untrusted | pull-request | branch | protected
+  2. runcache serve --listen 0.0.0.0:8080 --tokens tokens.toml \\
+         --public-url http://cache.internal:8080
+  3. On the runner, for every job (e.g. in the runner's .env or a job-started
+     hook), point the cache client here:
+       ACTIONS_RESULTS_URL=http://cache.internal:8080/
+       ACTIONS_CACHE_URL=http://cache.internal:8080/
+       ACTIONS_CACHE_SERVICE_V2=true
+       ACTIONS_RUNTIME_TOKEN=<the job's token>
+
+See docs/design/github-cache-protocol.md for what is served.";
+
+/// `runcache serve`'s flags.
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on (port 0: any free port, printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// TOML file of `[[token]]` tables: token, repository, ref, trust
+    /// (optional: base_ref, trigger_event, actor).
+    #[arg(long, env = "RUNCACHE_SERVE_TOKENS", value_name = "FILE")]
+    tokens: PathBuf,
+    /// The URL clients reach this server at, used in the signed blob URLs
+    /// (default: http:// + the Host the client used).
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// Requests handled at once; more wait their turn.
+    #[arg(long, default_value_t = 64)]
+    max_requests: usize,
+    /// Seconds a restore waits for an upload finalized here to be promoted.
+    #[arg(long, default_value_t = 15)]
+    promotion_wait: u64,
+    /// Key for the signed blob URLs, shared by servers behind one address
+    /// (default: a random key per process).
+    #[arg(long, value_name = "FILE")]
+    url_secret_file: Option<PathBuf>,
+    /// Where blocks and chunks wait until their upload completes (default:
+    /// serve-spool/ under RUNCACHE_HOME).
+    #[arg(long, value_name = "DIR")]
+    spool_dir: Option<PathBuf>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Logs on stderr (`RUNCACHE_LOG`, default warn); spans exported over
     // OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set.
     let telemetry = telemetry::init_with(telemetry::Settings {
-        default_log_filter: "warn".into(),
+        // A server says what it does; a CLI step only what went wrong.
+        default_log_filter: if matches!(cli.command, Command::Serve(_)) {
+            "info".into()
+        } else {
+            "warn".into()
+        },
         ..telemetry::Settings::new("runcache")
     });
     let runtime = match tokio::runtime::Runtime::new() {
@@ -364,6 +433,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Key(_) => unreachable!("handled before loading the configuration"),
         Command::Admin(AdminCommand::Bootstrap) => bootstrap(&config).await,
         Command::Admin(cmd) => admin_command(&config, cmd).await,
+        Command::Serve(args) => serve_command(config, args).await,
         Command::Restore(args) => restore_command(&config, args, cli.quiet).await,
         Command::Explain(args) => {
             let ctx = args.scope.resolve(&config.default_branch)?;
@@ -524,6 +594,58 @@ fn emit_outputs(
         }
     }
     Ok(())
+}
+
+/// `runcache serve`: the protocol door (`runcache-server`) in this binary,
+/// so one install on a runner host or a laptop has both doors; the CLI
+/// library and the server library never import each other.
+async fn serve_command(config: Config, args: ServeArgs) -> Result<ExitCode> {
+    use runcache_server::{Auth, ServeOptions, State};
+    let auth = Auth::load_static(&args.tokens)?;
+    let url_secret = match &args.url_secret_file {
+        Some(file) => Some(
+            std::fs::read(file)
+                .with_context(|| format!("reading --url-secret-file {}", file.display()))?,
+        ),
+        None => None,
+    };
+    let opts = ServeOptions {
+        public_url: args.public_url,
+        max_requests: args.max_requests,
+        promotion_wait: std::time::Duration::from_secs(args.promotion_wait),
+        url_secret,
+        spool_dir: args.spool_dir,
+        ..ServeOptions::default()
+    };
+    let backend = open(&config).await?;
+    let state =
+        State::new(config, backend, auth, &opts).context("preparing the spool directory")?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    println!("listening on http://{}", listener.local_addr()?);
+    runcache_server::serve(listener, state, &opts, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C or SIGTERM: stop accepting, drain what is in flight.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return interrupt.await.unwrap_or(()),
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    eprintln!("runcache serve: shutting down; draining requests in flight");
 }
 
 async fn open(config: &Config) -> Result<Backend> {

@@ -1,0 +1,102 @@
+//! Finding the entry a client's restore asks for: the cache library's
+//! `lookup` over the scopes the caller's token may read (the same search
+//! `runcache restore` and `explain` make), waiting briefly when an upload
+//! finalized on this server could answer it but is not indexed yet, and
+//! the `cache.accessed` event the metrics count. Also the signed URL a hit
+//! is downloaded from.
+//!
+//! May touch: the index (reads), the access queue.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use runcache_cache::{
+    keys::{validate_keys, KeyError},
+    lookup::{lookup, report_access, LookupRequest},
+};
+use runcache_infra::{index::SearchHit, StoreError};
+use runcache_schemas::{CacheAccessed, HitKind, IndexEntry, TrustLevel};
+use thiserror::Error;
+use tracing::instrument;
+
+use crate::{auth::Caller, State};
+
+/// How often a restore that waits for a promotion looks again.
+const POLL: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum FindError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("cache index: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// The entry a restore of `primary` (then the `restore_keys` prefixes) at
+/// `version` by `caller` uses, if any; records the access.
+#[instrument(skip_all, fields(key = primary, scope = %caller.job.scope))]
+pub async fn find(
+    state: &State,
+    caller: &Caller,
+    primary: &str,
+    restore_keys: &[String],
+    version: &str,
+) -> Result<Option<IndexEntry>, FindError> {
+    validate_keys(primary, restore_keys)?;
+    let req = LookupRequest {
+        primary_key: primary.to_string(),
+        restore_keys: restore_keys.to_vec(),
+        version: version.to_string(),
+        min_trust: TrustLevel::Untrusted,
+    };
+    let started = Instant::now();
+    let job = &caller.job;
+    let mut hit = lookup(&state.backend, job, &req).await?;
+    if hit.is_none() {
+        let keys: Vec<&str> = std::iter::once(primary)
+            .chain(restore_keys.iter().map(String::as_str))
+            .collect();
+        if let Some(until) = state.uploads.awaits_promotion(job, version, &keys) {
+            while hit.is_none() && Instant::now() < until {
+                tokio::time::sleep(POLL).await;
+                hit = lookup(&state.backend, job, &req).await?;
+            }
+        }
+    }
+    let lookup_ms = started.elapsed().as_millis() as u64;
+    let mut accessed = CacheAccessed {
+        access_id: uuid::Uuid::now_v7().to_string(),
+        scope: job.scope.clone(),
+        primary_key: primary.to_string(),
+        restore_keys: restore_keys.to_vec(),
+        cache_version: version.to_string(),
+        hit_kind: HitKind::Miss,
+        matched_key: None,
+        matched_ref: None,
+        content_hash: None,
+        bytes: 0,
+        lookup_ms,
+        download_ms: 0,
+        extract_ms: 0,
+        total_ms: lookup_ms,
+        lookup_only: false,
+        error: None,
+        accessed_at: Utc::now(),
+    };
+    let entry = hit.map(|SearchHit { entry, kind }| {
+        accessed.hit_kind = kind;
+        accessed.matched_key = Some(entry.cache_key.clone());
+        accessed.matched_ref = Some(entry.git_ref.clone());
+        accessed.content_hash = Some(entry.content_hash.clone());
+        accessed.bytes = entry.size_bytes;
+        state.uploads.promoted(&runcache_cache::stage::Claim {
+            scope: entry.scope(),
+            cache_version: entry.cache_version.clone(),
+            cache_key: entry.cache_key.clone(),
+        });
+        entry
+    });
+    report_access(&state.backend, &accessed, &job.traceparent).await;
+    Ok(entry)
+}
