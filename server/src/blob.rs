@@ -227,10 +227,26 @@ fn parse_block_list(xml: &[u8]) -> Result<Vec<String>, Failure> {
                 let text = t
                     .decode()
                     .map_err(|e| Failure::bad_request(format!("a block id is not text: {e}")))?;
-                let text = quick_xml::escape::unescape(&text)
-                    .map_err(|e| Failure::bad_request(format!("a block id is not text: {e}")))?;
                 if let Some(last) = ids.last_mut() {
                     last.push_str(&text);
+                }
+            }
+            Event::GeneralRef(r) if in_id => {
+                let resolved = match r.resolve_char_ref() {
+                    Ok(Some(c)) => c.to_string(),
+                    _ => {
+                        let name = r.decode().map_err(|e| {
+                            Failure::bad_request(format!("a block id is not text: {e}"))
+                        })?;
+                        quick_xml::escape::resolve_predefined_entity(&name)
+                            .ok_or_else(|| {
+                                Failure::bad_request(format!("unknown entity &{name};"))
+                            })?
+                            .to_string()
+                    }
+                };
+                if let Some(last) = ids.last_mut() {
+                    last.push_str(&resolved);
                 }
             }
             Event::End(e)
