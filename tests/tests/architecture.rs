@@ -4,6 +4,9 @@
 //!   (`runcache_worker::settle`), never their handlers or consumer loop;
 //! - the cache library under the front doors depends on neither door nor
 //!   on the workers;
+//! - the two doors never import each other: the server crate does not
+//!   depend on the CLI crate, and the CLI library does not use the server
+//!   (only its binary's `main.rs` hosts `runcache serve`);
 //! - production crates never depend on the test kit (`runcache-testkit`
 //!   is a dev-dependency, or a dependency of the benchmarks);
 //! - no crate compiles another crate's sources (`#[path = "../…"]`);
@@ -90,6 +93,40 @@ fn the_cache_library_depends_on_no_front_door_and_no_worker() {
     for file in sources {
         let text = fs::read_to_string(&file).unwrap();
         assert!(!code_uses(&text), "{} uses runcache_worker", file.display());
+    }
+}
+
+#[test]
+fn the_cli_and_the_server_never_import_each_other() {
+    let manifest = fs::read_to_string(root().join("server/Cargo.toml")).unwrap();
+    for line in manifest.lines() {
+        let name = line.split(['.', '=', ' ']).next().unwrap_or("");
+        assert_ne!(
+            name, "runcache",
+            "runcache-server must not depend on the CLI crate"
+        );
+    }
+    let sources = files(&root().join("server/src"), ".rs");
+    assert!(sources.len() > 3, "found the server's sources");
+    for file in sources {
+        let text = fs::read_to_string(&file).unwrap();
+        assert!(
+            !text.contains("runcache::"),
+            "{} uses the CLI crate",
+            file.display()
+        );
+    }
+    let sources = files(&root().join("producer/src"), ".rs");
+    for file in sources {
+        if file.ends_with("main.rs") {
+            continue;
+        }
+        let text = fs::read_to_string(&file).unwrap();
+        assert!(
+            !text.contains("runcache_server"),
+            "{} uses the server: only main.rs hosts `runcache serve`",
+            file.display()
+        );
     }
 }
 
