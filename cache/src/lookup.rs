@@ -3,11 +3,12 @@
 //! get, explain; `serve`'s cache routes) come here, so the order of the
 //! search, the scopes and the trust filter are decided once.
 
+use chrono::Utc;
 use runcache_infra::{
     index::{search, search_traced, SearchHit, SearchRequest, SearchTrace},
     Backend, OutgoingMessage, StoreError,
 };
-use runcache_schemas::{CacheAccessed, IndexEntry, Scope, TrustLevel};
+use runcache_schemas::{CacheAccessed, HitKind, IndexEntry, Scope, TrustLevel};
 use tracing::{instrument, warn};
 
 use crate::Job;
@@ -86,6 +87,36 @@ pub async fn newest_with_key(
             .max_by_key(|e| e.created_at)
             .cloned()
     }))
+}
+
+/// The `cache.accessed` event of `job`'s lookup for `req`, which took
+/// `lookup_ms` and found `hit`; transfer times and bytes are the door's
+/// to fill in.
+pub fn access_event(
+    job: &Job,
+    req: &LookupRequest,
+    hit: Option<&SearchHit>,
+    lookup_ms: u64,
+) -> CacheAccessed {
+    CacheAccessed {
+        access_id: uuid::Uuid::now_v7().to_string(),
+        scope: job.scope.clone(),
+        primary_key: req.primary_key.clone(),
+        restore_keys: req.restore_keys.clone(),
+        cache_version: req.version.clone(),
+        hit_kind: hit.map_or(HitKind::Miss, |h| h.kind),
+        matched_key: hit.map(|h| h.entry.cache_key.clone()),
+        matched_ref: hit.map(|h| h.entry.git_ref.clone()),
+        content_hash: hit.map(|h| h.entry.content_hash.clone()),
+        bytes: 0,
+        lookup_ms,
+        download_ms: 0,
+        extract_ms: 0,
+        total_ms: lookup_ms,
+        lookup_only: false,
+        error: None,
+        accessed_at: Utc::now(),
+    }
 }
 
 /// Sends `cache.accessed` for the metrics. Best effort: a restore never

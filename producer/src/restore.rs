@@ -8,10 +8,10 @@ use chrono::{DateTime, Utc};
 use runcache_archive::{ArchiveError, ExtractLimits, Extraction};
 use runcache_cache::{
     fetch,
-    lookup::{lookup, report_access, LookupRequest},
+    lookup::{access_event, lookup, report_access, LookupRequest},
 };
 use runcache_infra::{index::SearchHit, Backend, StoreError};
-use runcache_schemas::{CacheAccessed, ContentHash, HitKind, TrustLevel};
+use runcache_schemas::{ContentHash, HitKind, TrustLevel};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio_util::io::SyncIoBridge;
@@ -122,25 +122,8 @@ pub async fn restore(
         entries: 0,
         duration_ms: lookup_ms,
     };
-    let mut accessed = CacheAccessed {
-        access_id: uuid::Uuid::now_v7().to_string(),
-        scope: ctx.scope.clone(),
-        primary_key: req.query.key.clone(),
-        restore_keys: req.query.restore_keys.clone(),
-        cache_version: lookup_req.version,
-        hit_kind: HitKind::Miss,
-        matched_key: None,
-        matched_ref: None,
-        content_hash: None,
-        bytes: 0,
-        lookup_ms,
-        download_ms: 0,
-        extract_ms: 0,
-        total_ms: lookup_ms,
-        lookup_only: req.lookup_only,
-        error: None,
-        accessed_at: Utc::now(),
-    };
+    let mut accessed = access_event(&job, &lookup_req, hit.as_ref(), lookup_ms);
+    accessed.lookup_only = req.lookup_only;
     let Some(SearchHit { entry, kind }) = hit else {
         report_access(backend, &accessed, &job.traceparent).await;
         return Ok(report);
@@ -150,10 +133,6 @@ pub async fn restore(
     report.outputs.cache_matched_key = entry.cache_key.clone();
     report.matched_ref = Some(entry.git_ref.clone());
     report.content_hash = Some(entry.content_hash.to_string());
-    accessed.hit_kind = kind;
-    accessed.matched_key = Some(entry.cache_key.clone());
-    accessed.matched_ref = Some(entry.git_ref.clone());
-    accessed.content_hash = Some(entry.content_hash.clone());
 
     if !req.lookup_only {
         let transfer = Instant::now();

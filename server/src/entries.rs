@@ -9,13 +9,12 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use runcache_cache::{
     keys::{validate_keys, KeyError},
-    lookup::{lookup, report_access, LookupRequest},
+    lookup::{access_event, lookup, report_access, LookupRequest},
 };
 use runcache_infra::{index::SearchHit, StoreError};
-use runcache_schemas::{CacheAccessed, HitKind, IndexEntry, TrustLevel};
+use runcache_schemas::{IndexEntry, TrustLevel};
 use thiserror::Error;
 use tracing::instrument;
 
@@ -65,30 +64,9 @@ pub async fn find(
         }
     }
     let lookup_ms = started.elapsed().as_millis() as u64;
-    let mut accessed = CacheAccessed {
-        access_id: uuid::Uuid::now_v7().to_string(),
-        scope: job.scope.clone(),
-        primary_key: primary.to_string(),
-        restore_keys: restore_keys.to_vec(),
-        cache_version: version.to_string(),
-        hit_kind: HitKind::Miss,
-        matched_key: None,
-        matched_ref: None,
-        content_hash: None,
-        bytes: 0,
-        lookup_ms,
-        download_ms: 0,
-        extract_ms: 0,
-        total_ms: lookup_ms,
-        lookup_only: false,
-        error: None,
-        accessed_at: Utc::now(),
-    };
-    let entry = hit.map(|SearchHit { entry, kind }| {
-        accessed.hit_kind = kind;
-        accessed.matched_key = Some(entry.cache_key.clone());
-        accessed.matched_ref = Some(entry.git_ref.clone());
-        accessed.content_hash = Some(entry.content_hash.clone());
+    let mut accessed = access_event(job, &req, hit.as_ref(), lookup_ms);
+    let entry = hit.map(|SearchHit { entry, .. }| {
+        // The client downloads what it is handed.
         accessed.bytes = entry.size_bytes;
         state.uploads.promoted(&runcache_cache::stage::Claim {
             scope: entry.scope(),
