@@ -294,34 +294,53 @@ events); runners hold only a token. Uploads are staged and promoted like
 `runcache save`'s (inline on the local backend, by runcache-worker on AWS).
 
 Setup:
-  1. List the tokens jobs may use, each with its repository, ref and trust
-     (tokens.toml):
-       [[token]]
-       token = \"<random secret>\"
-       repository = \"acme/app\"
-       ref = \"refs/heads/main\"
-       trust = \"protected\"      # untrusted | pull-request | branch | protected
+  1. Say how job tokens are checked, one of:
+     --tokens tokens.toml: listed tokens, each with its repository, ref and
+       trust (a single team, a laptop):
+         [[token]]
+         token = \"<random secret>\"
+         repository = \"acme/app\"
+         ref = \"refs/heads/main\"
+         trust = \"protected\"    # untrusted | pull-request | branch | protected
+     --github-auth github.toml: the runner's own ACTIONS_RUNTIME_TOKEN, a JWT
+       verified against a JWKS; repository and cache scopes from its claims:
+         jwks_url = \"https://<issuer>/.well-known/jwks\"   # or jwks_file
+         issuer = \"https://<issuer>\"
+         audience = \"<audience>\"
+         repositories = [\"acme/*\"]
+         protected_refs = [\"refs/heads/main\"]
   2. runcache serve --listen 0.0.0.0:8080 --tokens tokens.toml \\
-         --public-url http://cache.internal:8080
+         --public-url http://cache.internal:8080 \\
+         --upstream https://results-receiver.actions.githubusercontent.com/
+     (--upstream: other Actions services under the same URL, such as
+     upload-artifact's, are forwarded there)
   3. On the runner, for every job (e.g. in the runner's .env or a job-started
      hook), point the cache client here:
        ACTIONS_RESULTS_URL=http://cache.internal:8080/
        ACTIONS_CACHE_URL=http://cache.internal:8080/
        ACTIONS_CACHE_SERVICE_V2=true
-       ACTIONS_RUNTIME_TOKEN=<the job's token>
+       ACTIONS_RUNTIME_TOKEN=<the job's token>   (static tokens only)
 
-See docs/design/github-cache-protocol.md for what is served.";
+See docs/serve.md for the setup and docs/design/github-cache-protocol.md for
+what is served.";
 
 /// `runcache serve`'s flags.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("auth").required(true).args(["tokens", "github_auth"])))]
 struct ServeArgs {
     /// Address to listen on (port 0: any free port, printed on stdout).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: std::net::SocketAddr,
-    /// TOML file of `[[token]]` tables: token, repository, ref, trust
-    /// (optional: base_ref, trigger_event, actor).
+    /// Static tokens: a TOML file of `[[token]]` tables with token,
+    /// repository, ref, trust (optional: base_ref, trigger_event, actor).
+    /// For a single team or a laptop; see docs/serve.md.
     #[arg(long, env = "RUNCACHE_SERVE_TOKENS", value_name = "FILE")]
-    tokens: PathBuf,
+    tokens: Option<PathBuf>,
+    /// Runtime tokens verified as JWTs: a TOML file with issuer, audience,
+    /// repositories and jwks_file or jwks_url; repository and cache scopes
+    /// come from the token's claims. See docs/serve.md.
+    #[arg(long, env = "RUNCACHE_SERVE_GITHUB_AUTH", value_name = "FILE")]
+    github_auth: Option<PathBuf>,
     /// The URL clients reach this server at, used in the signed blob URLs
     /// (default: http:// + the Host the client used).
     #[arg(long, value_name = "URL")]
@@ -340,6 +359,12 @@ struct ServeArgs {
     /// serve-spool/ under RUNCACHE_HOME).
     #[arg(long, value_name = "DIR")]
     spool_dir: Option<PathBuf>,
+    /// Where requests for other Actions services (artifacts…) under the
+    /// same URL go: GitHub's results URL, e.g.
+    /// https://results-receiver.actions.githubusercontent.com/ (default:
+    /// refused with a message).
+    #[arg(long, env = "RUNCACHE_SERVE_UPSTREAM", value_name = "URL")]
+    upstream: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -600,8 +625,12 @@ fn emit_outputs(
 /// so one install on a runner host or a laptop has both doors; the CLI
 /// library and the server library never import each other.
 async fn serve_command(config: Config, args: ServeArgs) -> Result<ExitCode> {
-    use runcache_server::{Auth, ServeOptions, State};
-    let auth = Auth::load_static(&args.tokens)?;
+    use runcache_server::{Auth, GithubAuth, ServeOptions, State, StaticTokens};
+    let auth = match (&args.tokens, &args.github_auth) {
+        (Some(file), _) => Auth::Static(StaticTokens::load(file)?),
+        (None, Some(file)) => Auth::Github(std::sync::Arc::new(GithubAuth::load(file).await?)),
+        (None, None) => anyhow::bail!("runcache serve needs --tokens FILE or --github-auth FILE"),
+    };
     let url_secret = match &args.url_secret_file {
         Some(file) => Some(
             std::fs::read(file)
@@ -615,6 +644,11 @@ async fn serve_command(config: Config, args: ServeArgs) -> Result<ExitCode> {
         promotion_wait: std::time::Duration::from_secs(args.promotion_wait),
         url_secret,
         spool_dir: args.spool_dir,
+        upstream: args
+            .upstream
+            .as_deref()
+            .map(runcache_server::Upstream::new)
+            .transpose()?,
         ..ServeOptions::default()
     };
     let backend = open(&config).await?;

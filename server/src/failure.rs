@@ -72,7 +72,9 @@ impl From<UploadError> for Failure {
     fn from(e: UploadError) -> Self {
         let status = match &e {
             UploadError::Exists { .. } | UploadError::InFlight { .. } => StatusCode::CONFLICT,
-            UploadError::NotWritable { .. } | UploadError::NotYours(_) => StatusCode::FORBIDDEN,
+            UploadError::NotWritable { .. } | UploadError::NotYours(_) | UploadError::ReadOnly => {
+                StatusCode::FORBIDDEN
+            }
             UploadError::Unknown(_) => StatusCode::NOT_FOUND,
             UploadError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             UploadError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,

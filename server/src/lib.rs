@@ -23,6 +23,7 @@ pub mod rest_v1;
 pub mod signed;
 pub mod twirp;
 pub mod uploads;
+pub mod upstream;
 
 use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 
@@ -38,10 +39,11 @@ use tokio_util::task::TaskTracker;
 use tower::limit::ConcurrencyLimitLayer;
 use tracing::{field::Empty, info, info_span, Instrument};
 
-pub use auth::{Auth, Caller, StaticToken};
+pub use auth::{Auth, Caller, GithubAuth, GithubAuthConfig, StaticToken, StaticTokens};
 pub use failure::Failure;
 pub use signed::Signer;
 pub use uploads::Uploads;
+pub use upstream::Upstream;
 
 /// How a server runs (the `runcache serve` flags).
 #[derive(Debug, Clone)]
@@ -63,6 +65,9 @@ pub struct ServeOptions {
     /// Where blocks and chunks wait for their upload to complete; default
     /// `serve-spool/` under the local backend's home.
     pub spool_dir: Option<PathBuf>,
+    /// Where paths the cache service does not own are forwarded (GitHub's
+    /// results URL, so `upload-artifact` keeps working); none: refused.
+    pub upstream: Option<Upstream>,
 }
 
 impl Default for ServeOptions {
@@ -74,6 +79,7 @@ impl Default for ServeOptions {
             url_ttl: Duration::from_secs(3600),
             url_secret: None,
             spool_dir: None,
+            upstream: None,
         }
     }
 }
@@ -87,6 +93,7 @@ pub struct State {
     pub signer: Signer,
     pub uploads: Arc<Uploads>,
     public_url: Option<String>,
+    upstream: Option<Upstream>,
     /// Work that outlives its request (v1 commits); drained on shutdown.
     tasks: TaskTracker,
 }
@@ -113,19 +120,21 @@ impl State {
             auth,
             signer,
             public_url: opts.public_url.clone(),
+            upstream: opts.upstream.clone(),
             tasks: TaskTracker::new(),
         }))
     }
 
     /// The caller the request's bearer token names, with the request's
     /// trace context for the events sent on its behalf.
-    pub fn caller(&self, headers: &HeaderMap) -> Result<Caller, Failure> {
+    pub async fn caller(&self, headers: &HeaderMap) -> Result<Caller, Failure> {
         let authorization = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         let mut caller = self
             .auth
-            .caller(authorization, &self.config.default_branch)?;
+            .caller(authorization, &self.config.default_branch)
+            .await?;
         caller.job.traceparent = telemetry::current_traceparent().unwrap_or_default();
         Ok(caller)
     }
@@ -196,14 +205,21 @@ async fn traced(request: Request, next: Next) -> Response {
     response
 }
 
-async fn not_ours(request: Request) -> Response {
+/// Not the cache service's: to the upstream, or refused saying so.
+async fn not_ours(
+    axum::extract::State(state): axum::extract::State<Arc<State>>,
+    request: Request,
+) -> Response {
+    if let Some(upstream) = &state.upstream {
+        return upstream.forward(request).await;
+    }
     (
         StatusCode::NOT_FOUND,
         format!(
             "runcache serve does not serve {} {}: it implements the GitHub Actions cache \
              service (/twirp/github.actions.results.api.v1.CacheService/…, /_apis/artifactcache/…) \
-             and the blob URLs it signs. Other Actions services (artifacts, logs) must be \
-             reached at GitHub's own URLs.\n",
+             and the blob URLs it signs. Other Actions services (artifacts, logs) are \
+             forwarded only when it runs with --upstream (GitHub's results URL).\n",
             request.method(),
             request.uri().path()
         ),

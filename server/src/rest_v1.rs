@@ -67,7 +67,7 @@ async fn lookup(
     Query(q): Query<LookupQuery>,
     headers: HeaderMap,
 ) -> Result<Response, RestError> {
-    let caller = state.caller(&headers).map_err(fail)?;
+    let caller = state.caller(&headers).await.map_err(fail)?;
     let mut keys = q.keys.split(',').map(str::to_string);
     let primary = keys.next().unwrap_or_default();
     let restore_keys: Vec<String> = keys.collect();
@@ -102,7 +102,7 @@ async fn reserve(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, RestError> {
-    let caller = state.caller(&headers).map_err(fail)?;
+    let caller = state.caller(&headers).await.map_err(fail)?;
     let req: ReserveRequest = serde_json::from_slice(&body).map_err(|e| {
         fail(Failure::bad_request(format!(
             "the request is not a reservation ({{key, version, cacheSize}}): {e}"
@@ -148,7 +148,7 @@ async fn chunk(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, RestError> {
-    let caller = state.caller(&headers).map_err(fail)?;
+    let caller = state.caller(&headers).await.map_err(fail)?;
     let r = state.uploads.get(id, Some(&caller.job)).map_err(fail)?;
     let start = chunk_start(&headers).map_err(fail)?;
     let reader = Box::pin(StreamReader::new(
@@ -173,7 +173,7 @@ async fn commit(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, RestError> {
-    let caller = state.caller(&headers).map_err(fail)?;
+    let caller = state.caller(&headers).await.map_err(fail)?;
     let r = state.uploads.get(id, Some(&caller.job)).map_err(fail)?;
     let req: CommitRequest = serde_json::from_slice(&body).map_err(|e| {
         fail(Failure::bad_request(format!(

@@ -48,7 +48,7 @@ async fn call(
 ) -> Result<Json<Value>, Failure> {
     let request: Value = serde_json::from_slice(&body)
         .map_err(|e| Failure::bad_request(format!("the request body is not JSON: {e}")))?;
-    let caller = state.caller(&headers)?;
+    let caller = state.caller(&headers).await?;
     let key = string(&request, "key", "key")?;
     let version = string(&request, "version", "version")?;
     match method.as_str() {

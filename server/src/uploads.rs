@@ -58,6 +58,8 @@ pub enum UploadError {
     NotWritable { tier: TrustLevel, git_ref: String },
     #[error("no upload {0} is in progress here (it was finished, abandoned, or reserved on another server)")]
     Unknown(u64),
+    #[error("this job's token grants reading only: the runtime token's `ac` claim gives no scope write access")]
+    ReadOnly,
     #[error("upload {0} belongs to another job")]
     NotYours(u64),
     #[error("nothing was uploaded for this entry yet: upload the archive to the signed URL first")]
@@ -150,6 +152,9 @@ impl Uploads {
         key: &str,
         version: &str,
     ) -> Result<Arc<Reservation>, UploadError> {
+        if !caller.can_write {
+            return Err(UploadError::ReadOnly);
+        }
         validate_key(key)?;
         if version.is_empty() {
             return Err(UploadError::BadRequest("version is empty".into()));

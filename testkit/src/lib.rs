@@ -6,6 +6,9 @@
 //!   backend joins every suite in one place and test names say the backend
 //!   (`local::case`, `aws_moto::case`).
 //! - [`moto`]: the AWS emulator a test binary starts on 127.0.0.1.
+//! - [`actions_cache`]: the real `@actions/cache` client, installed from
+//!   npm and run as a job would run it, for the served-protocol tests.
+//! - [`http`]: one raw HTTP/1.1 request, for asserting exact answers.
 //! - [`intercept`]: wrappers around the ports that forward every call and
 //!   let a test hold it ([`Gate`]) or fail it ([`Faults`]), to build
 //!   interleavings and crashes explicitly.
@@ -13,8 +16,10 @@
 //! Only tests and benchmarks depend on this crate; production code never
 //! does (tests/architecture.rs checks it).
 
+pub mod actions_cache;
 pub mod faults;
 pub mod gate;
+pub mod http;
 pub mod intercept;
 #[cfg(feature = "aws")]
 pub mod moto;

@@ -6,12 +6,7 @@
 
 #![allow(dead_code)]
 
-use std::{
-    path::{Path, PathBuf},
-    process::Stdio,
-    sync::{Arc, OnceLock},
-    time::Duration,
-};
+use std::{path::Path, sync::Arc};
 
 use runcache_infra::{Backend, Config, SystemClock};
 use runcache_schemas::TrustLevel;
@@ -146,7 +141,11 @@ pub async fn serve(env: &Env) -> Served {
 }
 
 pub async fn serve_with(env: &Env, opts: ServeOptions) -> Served {
-    let auth = Auth::static_tokens(tokens());
+    serve_auth(env, Auth::static_tokens(tokens()), opts).await
+}
+
+/// `runcache serve` checking tokens with `auth`.
+pub async fn serve_auth(env: &Env, auth: Auth, opts: ServeOptions) -> Served {
     let state = State::new(env.config.clone(), env.backend.clone(), auth, &opts).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/", listener.local_addr().unwrap());
@@ -168,38 +167,7 @@ pub async fn serve_with(env: &Env, opts: ServeOptions) -> Served {
     }
 }
 
-fn client_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/clients/actions-cache")
-}
-
-/// Installs the pinned client once per test binary (`install.sh`: npm ci).
-fn client() -> PathBuf {
-    static INSTALLED: OnceLock<PathBuf> = OnceLock::new();
-    INSTALLED
-        .get_or_init(|| {
-            let dir = client_dir();
-            let status = std::process::Command::new("bash")
-                .arg(dir.join("install.sh"))
-                .status()
-                .unwrap_or_else(|e| panic!("could not run bash for {}/install.sh: {e}", dir.display()));
-            assert!(
-                status.success(),
-                "installing the @actions/cache client failed: it needs Node.js 20+ and npm \
-                 (Debian: apt-get install nodejs npm), then `bash tests/clients/actions-cache/install.sh`"
-            );
-            dir.join("client.mjs")
-        })
-        .clone()
-}
-
-/// Which protocol the client speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    /// `ACTIONS_CACHE_SERVICE_V2=true`: Twirp + blob URLs.
-    V2,
-    /// The REST service under `ACTIONS_CACHE_URL`.
-    V1,
-}
+pub use runcache_testkit::actions_cache::Protocol;
 
 /// A job's workspace on the runner.
 pub struct Workspace {
@@ -245,44 +213,15 @@ impl Workspace {
         token: &str,
         args: &[&str],
     ) -> Value {
-        let mut cmd = tokio::process::Command::new("node");
-        cmd.arg(client())
-            .args(args)
-            .current_dir(self.path())
-            // Only what the test sets decides the protocol and the host.
-            .env_remove("ACTIONS_CACHE_SERVICE_V2")
-            .env_remove("ACTIONS_RESULTS_URL")
-            .env_remove("ACTIONS_CACHE_URL")
-            .env_remove("GITHUB_SERVER_URL")
-            .env_remove("RUNNER_DEBUG")
-            .env("HOME", self.temp.path())
-            .env("GITHUB_WORKSPACE", self.path())
-            .env("RUNNER_TEMP", self.temp.path())
-            .env("ACTIONS_RUNTIME_TOKEN", token)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        match proto {
-            Protocol::V2 => cmd
-                .env("ACTIONS_CACHE_SERVICE_V2", "true")
-                .env("ACTIONS_RESULTS_URL", &served.url),
-            Protocol::V1 => cmd.env("ACTIONS_CACHE_URL", &served.url),
-        };
-        let out = tokio::time::timeout(Duration::from_secs(600), cmd.output())
-            .await
-            .expect("the client finished within 10 minutes")
-            .expect("node runs");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let line = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("RESULT "))
-            .unwrap_or_else(|| {
-                panic!("the client printed no RESULT line; stdout:\n{stdout}\nstderr:\n{stderr}")
-            });
-        let mut result: Value = serde_json::from_str(line).unwrap();
-        result["stderr"] = Value::String(stderr.into_owned());
-        result
+        runcache_testkit::actions_cache::Job {
+            url: &served.url,
+            protocol: proto,
+            token,
+            workspace: self.path(),
+            temp: self.temp.path(),
+        }
+        .run(args)
+        .await
     }
 
     pub async fn save(
@@ -343,4 +282,20 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
             (state >> 24) as u8
         })
         .collect()
+}
+
+pub use runcache_testkit::http::http;
+
+pub async fn twirp(s: &Served, method: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a));
+    }
+    let url = format!(
+        "{}twirp/github.actions.results.api.v1.CacheService/{method}",
+        s.url
+    );
+    let (status, _, body) = http("POST", &url, &headers, body.to_string().as_bytes()).await;
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
