@@ -318,13 +318,32 @@ impl S3BlobStore {
             })
     }
 
+    /// What a write just made, from its own answer: no HEAD after it, which
+    /// would need `s3:GetObject` on the key (runners may only put).
+    fn written(
+        key: &str,
+        size: u64,
+        etag: Option<String>,
+        metadata: &BTreeMap<String, String>,
+    ) -> BlobMeta {
+        BlobMeta {
+            key: key.to_string(),
+            size,
+            last_modified: Utc::now(),
+            metadata: metadata.clone(),
+            etag,
+        }
+    }
+
     async fn put_single(
         &self,
         key: &str,
         data: Bytes,
         metadata: &BTreeMap<String, String>,
     ) -> Result<BlobMeta, StoreError> {
-        self.client
+        let size = data.len() as u64;
+        let out = self
+            .client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
@@ -334,7 +353,12 @@ impl S3BlobStore {
             .send()
             .await
             .map_err(|e| self.error("s3:PutObject", Some(key), e))?;
-        self.meta_after_write(key).await
+        Ok(Self::written(
+            key,
+            size,
+            out.e_tag().map(str::to_string),
+            metadata,
+        ))
     }
 
     async fn put_multipart(
@@ -365,13 +389,16 @@ impl S3BlobStore {
             .upload_parts(key, &upload_id, parts, first, second, &permits, &mut tasks)
             .await
         {
-            Ok((done, size)) => self.complete(key, &upload_id, done, size).await,
+            Ok((done, size)) => self
+                .complete(key, &upload_id, done, size)
+                .await
+                .map(|etag| Self::written(key, size, etag, metadata)),
             Err(e) => Err(e),
         };
         match result {
-            Ok(()) => {
+            Ok(meta) => {
                 guard.armed = false;
-                self.meta_after_write(key).await
+                Ok(meta)
             }
             Err(e) => {
                 // Abort now (not on drop) so that when `put` returns nothing
@@ -441,14 +468,15 @@ impl S3BlobStore {
         Ok((done, size))
     }
 
-    /// Completes the upload of `done` parts totalling `size` bytes.
+    /// Completes the upload of `done` parts totalling `size` bytes; the
+    /// object's ETag.
     async fn complete(
         &self,
         key: &str,
         upload_id: &str,
         mut done: Vec<CompletedPart>,
         size: u64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<String>, StoreError> {
         done.sort_by_key(|p| p.part_number());
         let parts = done.len();
         let res = self
@@ -465,7 +493,7 @@ impl S3BlobStore {
             .send()
             .await;
         match res {
-            Ok(_) => Ok(()),
+            Ok(out) => Ok(out.e_tag().map(str::to_string)),
             // A 200 whose body the SDK cannot parse (moto names the root
             // element `CompleteMultipartUploadResponse`, S3 says `…Result`;
             // S3's own errors-in-a-200 carry a code and are not this).
@@ -476,7 +504,7 @@ impl S3BlobStore {
                         if meta.size == size
                             && etag.trim_matches('"').ends_with(&format!("-{parts}")) =>
                     {
-                        Ok(())
+                        Ok(Some(etag))
                     }
                     _ => Err(self.error("s3:PutObject", Some(key), e)),
                 }
@@ -631,7 +659,7 @@ impl S3BlobStore {
             .copy_parts(from, to, size, etag, &upload_id, &mut tasks)
             .await
         {
-            Ok(done) => self.complete(to, &upload_id, done, size).await,
+            Ok(done) => self.complete(to, &upload_id, done, size).await.map(drop),
             Err(e) => Err(e),
         };
         if result.is_err() {
