@@ -15,7 +15,7 @@
 #   SIZE_MB      size of the incompressible and compressible files, and of
 #                the promote batch (default 1024)
 #   RUNS         runs per timing, the median is reported (default 5)
-#   ONLY         sections to run (default: machine save_restore hash promote lookup simulate)
+#   ONLY         sections to run (default: machine save_restore serve hash promote lookup simulate)
 #   PROFILE      cargo profile of the binaries (default release)
 #   TARGET_SRC   the cargo target/ copied as a corpus (default: this repo's
 #                target/release, after the build below)
@@ -38,7 +38,7 @@ cd "$root"
 bench="${BENCH_DIR:-/tmp/runcache-bench}"
 size_mb="${SIZE_MB:-1024}"
 runs="${RUNS:-5}"
-only="${ONLY:-machine save_restore hash promote lookup simulate}"
+only="${ONLY:-machine save_restore serve hash promote lookup simulate}"
 profile="${PROFILE:-release}"
 results="${RESULTS:-$bench/results.md}"
 update_docs="${UPDATE_DOCS:-$([ "$size_mb" = 1024 ] && echo 1 || echo 0)}"
@@ -72,7 +72,7 @@ rcb="$bin_dir/runcache-bench"
 # --- corpora -----------------------------------------------------------------
 random="$bench/random-${size_mb}m"
 text="$bench/text-${size_mb}m"
-if wants save_restore || wants hash; then
+if wants save_restore || wants hash || wants serve; then
   if [ ! -d "$bench/node_modules/node_modules" ]; then
     log "corpus node_modules: npm install (pinned)..."
     mkdir -p "$bench/node_modules"
@@ -222,6 +222,102 @@ if wants save_restore; then
     echo "|---|---|---|"
     echo "$small_files"
   } > "$out/small_files.md"
+fi
+
+if wants serve; then
+  # The real @actions/cache client through `runcache serve` (local
+  # backend, release build), against `runcache save/restore` of the same
+  # tree and the tar|zstd pipelines, interleaved; then serve's peak RSS
+  # while 8 clients upload and download at once.
+  bash "$root/tests/clients/actions-cache/install.sh" >/dev/null
+  client="$root/tests/clients/actions-cache/client.mjs"
+  sv="$bench/serve"; rm -rf "$sv"; mkdir -p "$sv/tmp"
+  printf '[[token]]\ntoken = "bench"\nrepository = "bench/bench"\nref = "refs/heads/main"\ntrust = "protected"\n' > "$sv/tokens.toml"
+  # start_serve HOME -> sets serve_pid, serve_url
+  start_serve() {
+    RUNCACHE_HOME="$1" "$rc" serve --listen 127.0.0.1:0 --tokens "$sv/tokens.toml" \
+      > "$sv/serve.out" 2> "$sv/serve.err" &
+    serve_pid=$!
+    for _ in $(seq 1 100); do grep -q '^listening on' "$sv/serve.out" 2>/dev/null && break; sleep 0.1; done
+    serve_url="$(sed -n 's/^listening on //p' "$sv/serve.out")/"
+    [ "$serve_url" != / ] || { echo "runcache serve did not start:" >&2; cat "$sv/serve.err" >&2; exit 1; }
+  }
+  stop_serve() { kill -TERM "$serve_pid"; wait "$serve_pid" || true; }
+  # The job's environment for the client (v2, as actions/cache 4 uses it).
+  job_env() { echo "ACTIONS_CACHE_SERVICE_V2=true ACTIONS_RESULTS_URL='$serve_url' ACTIONS_RUNTIME_TOKEN=bench RUNNER_TEMP='$sv/tmp' HOME='$sv/tmp' GITHUB_WORKSPACE=\"\$PWD\""; }
+  rows=()
+  for corpus in "text-${size_mb}m" "random-${size_mb}m"; do
+    dir="$bench/$corpus"; path=data
+    case "$corpus" in
+      random-*) what="incompressible: one file from /dev/urandom" ;;
+      text-*) what="compressible: one file of JavaScript sources" ;;
+    esac
+    bytes=$(du -sb "$dir/$path" | cut -f1)
+    work="$bench/work"; rm -rf "$work"; mkdir -p "$work"
+    log "serve: $corpus ($(( bytes >> 20 )) MiB)"
+    start_serve "$work/serve-home"
+    env_=$(job_env)
+    save_n=0
+    measure_alt \
+      "save_n=\$((save_n + 1)); export save_n" "cd '$dir' && env $env_ node '$client' save bench-\$save_n '$path'" \
+      "rm -rf '$work/home'" "cd '$dir' && RUNCACHE_HOME='$work/home' exec '$rc' -q save --key bench --path '$path'" \
+      "rm -f '$work/f.tzst'" "tar -cf - -C '$dir' '$path' | zstd -q -T0 -3 -o '$work/f.tzst'" \
+      > "$bench/.saves"
+    { read -r client_save; read -r rc_save; read -r base_save; } < "$bench/.saves"
+    # Every client save must have landed (a failed save only warns).
+    mkdir -p "$work/check" && (cd "$work/check" && eval "env $env_ node '$client' restore bench-1 '$path'") > "$sv/check.out"
+    grep -q '"matchedKey":"bench-1"' "$sv/check.out" || { echo "the client's save did not land:" >&2; cat "$sv/check.out" "$sv/serve.err" >&2; exit 1; }
+    cmp -s "$work/check/$path/$(ls "$dir/$path")" "$dir/$path/$(ls "$dir/$path")" || { echo "the client restored other bytes" >&2; exit 1; }
+    rm -rf "$work/check"
+    measure_alt \
+      "rm -rf '$work/ws' '$work/out' && mkdir -p '$work/ws'" "cd '$work/ws' && env $env_ node '$client' restore bench-1 '$path'" \
+      "rm -rf '$work/ws' '$work/out' && mkdir -p '$work/ws'" "cd '$work/ws' && RUNCACHE_HOME='$work/home' exec '$rc' -q restore --key bench --path '$path'" \
+      "rm -rf '$work/ws' '$work/out' && mkdir -p '$work/out'" "zstd -q -d -T0 -c '$work/f.tzst' | tar -xf - -C '$work/out'" \
+      > "$bench/.restores"
+    { read -r client_restore; read -r rc_restore; read -r base_restore; } < "$bench/.restores"
+    stop_serve
+    rm -rf "$work"
+    rows+=("| $what, $(( bytes >> 20 )) MiB | ${client_save% *} s | ${rc_save% *} s | ${base_save% *} s | **$(ratio "${client_save% *}" "${rc_save% *}")** | ${client_restore% *} s | ${rc_restore% *} s | ${base_restore% *} s | **$(ratio "${client_restore% *}" "${rc_restore% *}")** |")
+  done
+  # Peak RSS of serve: 8 clients at once, each saving then restoring its
+  # own incompressible file, at two sizes (it should not grow with them).
+  rss_rows=()
+  for each_mb in $(( size_mb / 4 )) "$size_mb"; do
+    work="$bench/work"; rm -rf "$work"; mkdir -p "$work"
+    log "serve: 8 clients x $each_mb MiB at once"
+    for i in $(seq 1 8); do
+      mkdir -p "$work/job$i/data"
+      head -c "$(( each_mb << 20 ))" "$random/data/random.bin" > "$work/job$i/data/part.bin"
+      # Distinct bytes per job: one 8-byte stamp at the start.
+      printf '%08d' "$i" | dd of="$work/job$i/data/part.bin" conv=notrunc status=none
+    done
+    start_serve "$work/serve-home"
+    env_=$(job_env)
+    start=$(date +%s.%N)
+    for i in $(seq 1 8); do (cd "$work/job$i" && eval "env $env_ node '$client' save job-$i data" > "$work/save$i.out") & done
+    wait_jobs() { for p in $(jobs -p); do [ "$p" = "$serve_pid" ] || wait "$p"; done; }
+    wait_jobs
+    saved_s=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}')
+    for i in $(seq 1 8); do grep -q '"cacheId":[1-9]' "$work/save$i.out" || { echo "job $i's save failed:" >&2; cat "$work/save$i.out" >&2; exit 1; }; rm -rf "$work/job$i/data"; done
+    start=$(date +%s.%N)
+    for i in $(seq 1 8); do (cd "$work/job$i" && eval "env $env_ node '$client' restore job-$i data" > "$work/restore$i.out") & done
+    wait_jobs
+    restored_s=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}')
+    for i in $(seq 1 8); do grep -q "\"matchedKey\":\"job-$i\"" "$work/restore$i.out" || { echo "job $i's restore failed" >&2; cat "$work/restore$i.out" >&2; exit 1; }; done
+    peak_kib=$(awk '/^VmHWM/{print $2}' "/proc/$serve_pid/status")
+    stop_serve
+    rm -rf "$work"
+    rss_rows+=("| 8 × $each_mb MiB | ${saved_s} s | ${restored_s} s | **$(mib "$peak_kib")** |")
+  done
+  {
+    echo "| cache | save: client via serve | save: \`runcache save\` | save: tar\|zstd | save ratio client via serve / runcache save | restore: client via serve | restore: \`runcache restore\` | restore: zstd\|tar | restore ratio client via serve / runcache restore |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    printf '%s\n' "${rows[@]}"
+    echo
+    echo "| 8 clients at once, each | all saves done | all restores done | peak RSS of \`runcache serve\` (VmHWM) |"
+    echo "|---|---|---|---|"
+    printf '%s\n' "${rss_rows[@]}"
+  } > "$out/serve.md"
 fi
 
 if wants hash; then

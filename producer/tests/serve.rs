@@ -140,6 +140,12 @@ fn job<'a>(url: &'a str, workspace: &'a std::path::Path, temp: &'a tempfile::Tem
 async fn the_binary_serves_the_real_client_and_the_cli_sees_its_entries() {
     let s = Sandbox::new();
     let server = Server::start(&s, &[]);
+    let (status, _, body) = http("GET", &format!("{}healthz", server.url), &[], b"").await;
+    assert_eq!(
+        (status, body.as_slice()),
+        (200, &b"ok\n"[..]),
+        "a load balancer's check needs no token"
+    );
     let temp = tempfile::tempdir().unwrap();
     let ws = s.ws();
     std::fs::create_dir_all(s.ws().join("deps")).unwrap();

@@ -161,6 +161,7 @@ pub fn router(state: Arc<State>, max_requests: usize) -> Router {
         .merge(twirp::routes())
         .merge(rest_v1::routes())
         .merge(blob::routes())
+        .route("/healthz", axum::routing::get(healthz))
         .fallback(not_ours)
         .with_state(state)
         .layer(axum::middleware::from_fn(traced))
@@ -203,6 +204,12 @@ async fn traced(request: Request, next: Next) -> Response {
     let response = next.run(request).instrument(span.clone()).await;
     span.record("status", response.status().as_u16());
     response
+}
+
+/// For load balancers: the process answers (no token, nothing checked
+/// below it; a backend outage shows in the requests that need it).
+async fn healthz() -> &'static str {
+    "ok\n"
 }
 
 /// Not the cache service's: to the upstream, or refused saying so.
