@@ -186,6 +186,22 @@ impl Config {
     /// Loads defaults < file < environment. The file is `file` if given,
     /// else `$RUNCACHE_CONFIG`, else `./runcache.toml` if it exists.
     pub fn load(file: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
+        let (figment, file) = Self::sources(file)?;
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(Box::new(e)))?;
+        config.validate()?;
+        Ok(LoadedConfig {
+            config,
+            figment,
+            file,
+        })
+    }
+
+    /// The defaults, the file (`file`, else `RUNCACHE_CONFIG`, else
+    /// `./runcache.toml` if present) and the environment, merged in that
+    /// order; not yet checked.
+    fn sources(file: Option<&Path>) -> Result<(Figment, Option<PathBuf>), ConfigError> {
         let file = file
             .map(Path::to_path_buf)
             .or_else(|| std::env::var_os(CONFIG_FILE_ENV).map(PathBuf::from))
@@ -200,15 +216,33 @@ impl Config {
             figment = figment.merge(Toml::file_exact(path));
         }
         figment = figment.merge(Env::prefixed("RUNCACHE_").only(&KEYS));
-        let config: Config = figment
-            .extract()
-            .map_err(|e| ConfigError::Invalid(Box::new(e)))?;
-        config.validate()?;
-        Ok(LoadedConfig {
-            config,
-            figment,
-            file,
-        })
+        Ok((figment, file))
+    }
+
+    /// The settings given in the file or the environment, as written, with
+    /// where each came from: what `runcache config` shows when they do not
+    /// make a valid configuration, so the bad value is in sight.
+    pub fn given(file: Option<&Path>) -> Result<Vec<Setting>, ConfigError> {
+        let (figment, _) = Self::sources(file)?;
+        Ok(KEYS
+            .iter()
+            .filter_map(|&key| {
+                let meta = figment.find_metadata(key)?;
+                let source = match &meta.source {
+                    Some(figment::Source::File(path)) => format!("file {}", path.display()),
+                    _ if meta.name.contains("environment") => {
+                        format!("env RUNCACHE_{}", key.to_uppercase())
+                    }
+                    _ => return None,
+                };
+                let value = figment.find_value(key).ok()?;
+                let value = value
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| serde_json::to_string(&value).unwrap_or_default());
+                Some(Setting { key, value, source })
+            })
+            .collect())
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

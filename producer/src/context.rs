@@ -163,6 +163,12 @@ impl RunContext {
     pub fn github_output() -> Option<PathBuf> {
         var("GITHUB_OUTPUT").map(PathBuf::from)
     }
+
+    /// Inside a GitHub Actions job (`GITHUB_ACTIONS=true`): warnings and
+    /// errors become workflow annotations.
+    pub fn in_github_actions() -> bool {
+        var("GITHUB_ACTIONS").as_deref() == Some("true")
+    }
 }
 
 fn git(dir: &std::path::Path, args: &[&str]) -> Option<String> {

@@ -16,6 +16,7 @@
 //! `save` runs the promote worker in-process).
 
 pub mod admin;
+pub mod annotate;
 pub mod context;
 pub mod derive;
 pub mod explain;

@@ -390,7 +390,7 @@ fn main() -> ExitCode {
     let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("runcache: error: {}", runcache_infra::describe(e.as_ref()));
+            runcache::annotate::error(&runcache_infra::describe(e.as_ref()));
             ExitCode::FAILURE
         }
     };
@@ -406,7 +406,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         runcache::derive::run(args, cli.quiet)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let loaded = Config::load(cli.config.as_deref())?;
+    let loaded = match Config::load(cli.config.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(e) => return unconfigured(&cli, e.into()),
+    };
     let config = loaded.config.clone();
     match cli.command {
         Command::Config { json } => {
@@ -520,6 +523,51 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// The configuration does not load. A restore still must not fail the
+/// build: it warns and runs uncached (unless `--strict`); `config` shows
+/// the settings as given, the bad one among them; the rest fail with the
+/// reason.
+fn unconfigured(cli: &Cli, error: anyhow::Error) -> Result<ExitCode> {
+    match &cli.command {
+        Command::Restore(args) if !args.strict => {
+            restore_failed(args, &error)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config { json } => {
+            runcache::annotate::error(&runcache_infra::describe(error.as_ref()));
+            // Listing what was given needs the file to exist, at least.
+            let given = Config::given(cli.config.as_deref()).unwrap_or_default();
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&given)?);
+            } else {
+                println!("# the settings as given (they do not make a valid configuration):");
+                for s in given {
+                    println!("{:<18} = {:<45} # {}", s.key, s.value, s.source);
+                }
+            }
+            Ok(ExitCode::FAILURE)
+        }
+        _ => Err(error),
+    }
+}
+
+/// A restore that could not run: warned about, reported as a miss, so the
+/// build goes on uncached (or stops, with `--fail-on-cache-miss`).
+fn restore_failed(args: &RestoreArgs, error: &anyhow::Error) -> Result<()> {
+    runcache::annotate::warning(&format!(
+        "restore failed, continuing without cache: {}",
+        runcache_infra::describe(error.as_ref())
+    ));
+    emit_outputs(&Default::default(), &args.lookup.key, args.json)?;
+    if args.fail_on_cache_miss {
+        bail!(
+            "no cache restored for `{}` and --fail-on-cache-miss is set",
+            args.lookup.key
+        );
+    }
+    Ok(())
+}
+
 async fn restore_command(config: &Config, args: RestoreArgs, quiet: bool) -> Result<ExitCode> {
     let ctx: RunContext = args.scope.resolve(&config.default_branch)?;
     let req = RestoreRequest {
@@ -545,17 +593,7 @@ async fn restore_command(config: &Config, args: RestoreArgs, quiet: bool) -> Res
         Err(e) if args.strict => return Err(e.context("restore failed")),
         Err(e) => {
             // A cache problem must not fail the build: warn, report a miss.
-            eprintln!(
-                "runcache: warning: restore failed, continuing without cache: {}",
-                runcache_infra::describe(e.as_ref())
-            );
-            emit_outputs(&Default::default(), &args.lookup.key, args.json)?;
-            if args.fail_on_cache_miss {
-                bail!(
-                    "no cache restored for `{}` and --fail-on-cache-miss is set",
-                    args.lookup.key
-                );
-            }
+            restore_failed(&args, &e)?;
             return Ok(ExitCode::SUCCESS);
         }
     };
@@ -585,10 +623,10 @@ async fn restore_command(config: &Config, args: RestoreArgs, quiet: bool) -> Res
         // Best effort, like the restore itself: never fails the step.
         match explain(backend, &ctx, &req).await {
             Ok(explanation) => eprint!("{}", explanation.render_short()),
-            Err(e) => eprintln!(
-                "runcache: warning: could not explain the miss: {}",
+            Err(e) => runcache::annotate::warning(&format!(
+                "could not explain the miss: {}",
                 runcache_infra::describe(&e)
-            ),
+            )),
         }
     }
     if report.hit_kind == HitKind::Miss && args.fail_on_cache_miss {

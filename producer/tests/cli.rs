@@ -380,3 +380,102 @@ fn build_started_at_gives_the_build_duration_in_provenance() {
     );
     assert_eq!(bad.status.code(), Some(2), "clap rejects a malformed time");
 }
+
+/// A mistyped setting must not fail a build's restore: it warns and runs
+/// uncached; `runcache config` shows the value as given.
+#[test]
+fn a_mistyped_backend_makes_restore_run_uncached_and_config_show_it() {
+    let s = Sandbox::new();
+    let bad = [("RUNCACHE_BACKEND", "s3")];
+    let out = s.run_env(&["restore", "--key", "k", "--path", "dist"], MAIN, &bad);
+    ok(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains("continuing without cache") && err.contains("s3"),
+        "{err}"
+    );
+    assert!(
+        s.outputs().contains("cache-hit=\ncache-primary-key=k\ncache-matched-key=\n"),
+        "a miss, as outputs say it: {}",
+        s.outputs()
+    );
+    // --strict keeps the failure.
+    let out = s.run_env(
+        &["restore", "--strict", "--key", "k", "--path", "dist"],
+        MAIN,
+        &bad,
+    );
+    assert!(!out.status.success());
+
+    let out = s.run_env(&["config"], MAIN, &bad);
+    assert!(
+        !out.status.success(),
+        "an invalid configuration is an error"
+    );
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = shown
+        .lines()
+        .find(|l| l.starts_with("backend"))
+        .unwrap_or_else(|| panic!("no backend line in:\n{shown}"));
+    assert!(
+        line.contains("s3") && line.contains("env RUNCACHE_BACKEND"),
+        "{line}"
+    );
+    assert!(stderr(&out).contains("local"), "says what is expected");
+}
+
+/// Inside GitHub Actions, problems are workflow annotations.
+#[test]
+fn inside_actions_problems_are_annotations() {
+    let s = Sandbox::new();
+    let actions = [("GITHUB_ACTIONS", "true")];
+    let out = s.run_env(
+        &[
+            "restore",
+            "--key",
+            "k",
+            "--path",
+            "dist",
+            "--fail-on-cache-miss",
+        ],
+        MAIN,
+        &actions,
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.lines().any(
+            |l| l.starts_with("::error title=runcache::") && l.contains("--fail-on-cache-miss")
+        ),
+        "{err}"
+    );
+    let out = s.run_env(
+        &["restore", "--key", "k", "--path", "dist"],
+        MAIN,
+        &[("GITHUB_ACTIONS", "true"), ("RUNCACHE_BACKEND", "s3")],
+    );
+    ok(&out);
+    let err = stderr(&out);
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("::warning title=runcache::restore failed")),
+        "{err}"
+    );
+    // Outside Actions: plain lines.
+    let out = s.run(
+        &[
+            "restore",
+            "--key",
+            "k",
+            "--path",
+            "dist",
+            "--fail-on-cache-miss",
+        ],
+        MAIN,
+    );
+    assert!(
+        stderr(&out).contains("runcache: error:"),
+        "{}",
+        stderr(&out)
+    );
+}
