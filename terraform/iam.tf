@@ -9,6 +9,10 @@
 #           for the rest
 #   worker  everything the promote/metrics/invalidate/sweep handlers do
 #   admin   send invalidations, read everything, inspect and redrive DLQs
+#   server  `runcache serve` (serve.tf, only with serve_enabled): a runner's
+#           rights up to serve_max_trust, plus deleting its own staged
+#           uploads it will not announce (no reading staging back: it does
+#           not HEAD its own puts)
 #   kms     use of the runcache key through S3, SQS and DynamoDB only
 #           (attached beside the others when sse_algorithm = "aws:kms")
 
@@ -55,12 +59,22 @@ locals {
     )))
   }
 
+  # The server's staging resources are a runner's of tier serve_max_trust:
+  # serve stages each upload under min(trust of the token, serve_max_trust).
+  server_policy_document = var.serve_enabled ? jsonencode(jsondecode(templatefile(
+    "${path.module}/policies/server.json.tftpl",
+    merge(local.policy_template_vars, {
+      server_staging_resources = jsonencode([for t in local.runner_tier_staging[var.serve_max_trust] : "${aws_s3_bucket.artifacts.arn}/staging/${t}/*"])
+    })
+  ))) : null
+
   policy_documents = merge(
     { for tier, doc in local.runner_policy_documents : "runner-${tier}" => doc },
     {
       worker = jsonencode(jsondecode(templatefile("${path.module}/policies/worker.json.tftpl", local.policy_template_vars)))
       admin  = jsonencode(jsondecode(templatefile("${path.module}/policies/admin.json.tftpl", local.policy_template_vars)))
     },
+    var.serve_enabled ? { server = local.server_policy_document } : {},
   )
 
   kms_policy_document = local.use_kms ? jsonencode(jsondecode(templatefile(
@@ -212,12 +226,17 @@ locals {
     )
   }
   # Tier => ARN patterns of every runner role that may stage under it: roles
-  # of that tier and above.
+  # of that tier and above, and the serve task role (serve.tf) for the tiers
+  # up to serve_max_trust. The server role is not in runner_role_tiers: it
+  # gets the server policy, not a runner policy.
   staging_writer_arn_patterns = {
-    for tier in local.runner_tiers : tier => sort(flatten([
-      for name, t in local.runner_role_tiers : local.runner_role_arn_patterns[name]
-      if index(local.runner_tiers, t) >= index(local.runner_tiers, tier)
-    ]))
+    for tier in local.runner_tiers : tier => sort(concat(
+      flatten([
+        for name, t in local.runner_role_tiers : local.runner_role_arn_patterns[name]
+        if index(local.runner_tiers, t) >= index(local.runner_tiers, tier)
+      ]),
+      var.serve_enabled && index(local.runner_tiers, var.serve_max_trust) >= index(local.runner_tiers, tier) ? ["arn:${local.partition}:iam::${local.account_id}:role/${local.server_task_role_name}"] : [],
+    ))
   }
 
   admin_role_names = toset(var.admin_role_names)
@@ -383,4 +402,122 @@ resource "aws_iam_role_policy" "sweep_scheduler" {
   name   = "run-sweep"
   role   = aws_iam_role.sweep_scheduler.id
   policy = data.aws_iam_policy_document.sweep_scheduler.json
+}
+
+# --- serve (serve.tf) ---------------------------------------------------------
+
+locals {
+  server_task_role_name     = "${local.prefix}-serve-task-${var.stage}"
+  serve_execution_role_name = "${local.prefix}-serve-exec-${var.stage}"
+  # The secrets the task reads: the tokens file in static mode only (github
+  # mode verifies the runner's own token), and the URL key if given.
+  serve_secret_value_from = compact([var.serve_auth_mode == "static" ? var.serve_tokens_secret_arn : null, var.serve_url_secret_arn])
+  # Whether there is any (else the execution role gets no secrets policy: IAM
+  # refuses a policy without statements). Conditionals rather than && / ||,
+  # so that static mode decides it even while an ARN is unknown at plan.
+  serve_reads_secrets       = !var.serve_enabled ? false : var.serve_auth_mode == "static" ? true : var.serve_url_secret_arn != null
+  serve_secretsmanager_arns = [for a in local.serve_secret_value_from : regex("^arn:[^:]+:secretsmanager:[^:]+:[0-9]{12}:secret:[^:]+", a) if strcontains(a, ":secretsmanager:")]
+  serve_ssm_parameter_arns  = [for a in local.serve_secret_value_from : a if strcontains(a, ":ssm:")]
+}
+
+resource "aws_iam_policy" "server" {
+  count = var.serve_enabled ? 1 : 0
+
+  name        = "${local.prefix}-server-${var.stage}"
+  description = "runcache ${var.stage} serve: upload to staging/{${join(",", local.runner_tier_staging[var.serve_max_trust])}}/ and discard its own staged uploads, read artifacts and the index, send staged/accessed events. Cannot write the CAS, the index or provenance."
+  policy      = local.server_policy_document
+  tags        = merge(local.tags, { "runcache:runner-tier" = var.serve_max_trust })
+}
+
+# What `runcache serve` runs as: it holds the AWS credentials, runners only
+# a bearer token.
+resource "aws_iam_role" "server_task" {
+  count = var.serve_enabled ? 1 : 0
+
+  name               = local.server_task_role_name
+  description        = "runcache ${var.stage} serve tasks (GitHub Actions cache protocol, tier up to ${var.serve_max_trust})."
+  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_trust.json
+  tags               = merge(local.tags, { "runcache:runner-tier" = var.serve_max_trust })
+}
+
+resource "aws_iam_role_policy_attachment" "server" {
+  count = var.serve_enabled ? 1 : 0
+
+  role       = aws_iam_role.server_task[0].name
+  policy_arn = aws_iam_policy.server[0].arn
+}
+
+resource "aws_iam_role_policy_attachment" "server_kms" {
+  count = var.serve_enabled && local.use_kms ? 1 : 0
+
+  role       = aws_iam_role.server_task[0].name
+  policy_arn = aws_iam_policy.kms[0].arn
+}
+
+# Its own execution role, not the workers': only this one may read the
+# token file and the URL-signing key (whichever of them serve uses).
+resource "aws_iam_role" "serve_execution" {
+  count = var.serve_enabled ? 1 : 0
+
+  name               = local.serve_execution_role_name
+  description        = "ECS agent for runcache ${var.stage} serve: image pull, log delivery and the serve secrets."
+  assume_role_policy = data.aws_iam_policy_document.ecs_execution_trust.json
+  tags               = local.tags
+}
+
+resource "aws_iam_role_policy_attachment" "serve_execution" {
+  count = var.serve_enabled ? 1 : 0
+
+  role       = aws_iam_role.serve_execution[0].name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+}
+
+data "aws_iam_policy_document" "serve_secrets" {
+  count = var.serve_enabled && local.serve_reads_secrets ? 1 : 0
+
+  dynamic "statement" {
+    for_each = length(local.serve_secretsmanager_arns) > 0 ? [1] : []
+
+    content {
+      sid       = "ReadServeSecrets"
+      actions   = ["secretsmanager:GetSecretValue"]
+      resources = local.serve_secretsmanager_arns
+    }
+  }
+
+  dynamic "statement" {
+    for_each = length(local.serve_ssm_parameter_arns) > 0 ? [1] : []
+
+    content {
+      sid       = "ReadServeParameters"
+      actions   = ["ssm:GetParameters"]
+      resources = local.serve_ssm_parameter_arns
+    }
+  }
+
+  # Only for secrets encrypted with a customer managed key (AWS managed keys
+  # need no grant here).
+  dynamic "statement" {
+    for_each = length(var.serve_secrets_kms_key_arns) > 0 ? [1] : []
+
+    content {
+      sid       = "DecryptServeSecrets"
+      actions   = ["kms:Decrypt"]
+      resources = var.serve_secrets_kms_key_arns
+
+      condition {
+        test     = "StringEquals"
+        variable = "kms:ViaService"
+        values   = ["secretsmanager.${local.region}.${local.dns_suffix}", "ssm.${local.region}.${local.dns_suffix}"]
+      }
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "serve_secrets" {
+  count = var.serve_enabled && local.serve_reads_secrets ? 1 : 0
+
+  name   = "read-serve-secrets"
+  role   = aws_iam_role.serve_execution[0].id
+  policy = data.aws_iam_policy_document.serve_secrets[0].json
 }

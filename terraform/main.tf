@@ -5,8 +5,9 @@
 #   storage.tf     artifact bucket (versioning, encryption, lifecycle, policy)
 #   tables.tf      cache index and provenance tables
 #   queues.tf      staged / accessed / invalidate queues and their DLQs
-#   iam.tf         runner, worker and admin policies (from policies/*.json.tftpl) and roles
+#   iam.tf         runner, worker, admin and server policies (from policies/*.json.tftpl) and roles
 #   workers.tf     ECS Fargate cluster, task definitions, services, autoscaling, sweep schedule
+#   serve.tf       optional `runcache serve`: internal ALB, task definition and service
 #   monitoring.tf  log group, Contributor Insights, alarms
 #   dashboard.tf   the CloudWatch dashboard
 #   outputs.tf     the runner env block and everything else a caller wires up
@@ -27,8 +28,11 @@ locals {
   account_id = data.aws_caller_identity.current.account_id
   partition  = data.aws_partition.current.partition
   dns_suffix = data.aws_partition.current.dns_suffix
-  region     = data.aws_region.current.region
-  spn        = { for k, p in data.aws_service_principal.this : k => p.name }
+  # The region's name: `id` in every provider release the module allows
+  # (versions.tf). `region` exists only from 6.0, and `name` is deprecated
+  # there.
+  region = data.aws_region.current.id
+  spn    = { for k, p in data.aws_service_principal.this : k => p.name }
 
   # The names runcache derives from the stage (DESIGN.md, "Configuration
   # contract"); each may be overridden, and the outputs hand the result back.

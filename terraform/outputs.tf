@@ -100,7 +100,7 @@ output "kms_policy_arn" {
 }
 
 output "policy_documents" {
-  description = "The rendered runner-{tier}, worker, admin (and kms) policy documents, for review."
+  description = "The rendered runner-{tier}, worker, admin (and server, kms) policy documents, for review."
   value       = merge(local.policy_documents, local.use_kms ? { kms = local.kms_policy_document } : {})
 }
 
@@ -122,6 +122,16 @@ output "github_oidc_role_arns" {
 output "worker_task_role_arn" {
   description = "Role the worker code runs as (the only principal allowed to write the CAS and the tables)."
   value       = aws_iam_role.worker_task.arn
+}
+
+output "server_task_role_arn" {
+  description = "Role `runcache serve` runs as (null unless serve_enabled): stages up to serve_max_trust, reads the CAS and the tables, sends staged/accessed events."
+  value       = one(aws_iam_role.server_task[*].arn)
+}
+
+output "server_policy_arn" {
+  description = "Managed policy of the serve task role (null unless serve_enabled)."
+  value       = one(aws_iam_policy.server[*].arn)
 }
 
 # --- workers and monitoring --------------------------------------------------------
@@ -147,8 +157,40 @@ output "worker_security_group_id" {
 }
 
 output "worker_log_group_name" {
-  description = "CloudWatch log group of all worker tasks (stream prefix = mode)."
+  description = "CloudWatch log group of all worker tasks (stream prefix = mode) and of serve (stream prefix serve)."
   value       = aws_cloudwatch_log_group.workers.name
+}
+
+# --- serve -------------------------------------------------------------------------
+
+output "serve_url" {
+  description = "URL runners reach `runcache serve` at: https://serve_domain_name, or the load balancer's DNS name (null unless serve_enabled)."
+  value       = local.serve_public_url
+}
+
+output "serve_lb_dns_name" {
+  description = "DNS name of the internal serve load balancer, for the record of serve_domain_name (null unless serve_enabled)."
+  value       = one(aws_lb.serve[*].dns_name)
+}
+
+output "serve_lb_zone_id" {
+  description = "Hosted zone of the serve load balancer, for an alias record."
+  value       = one(aws_lb.serve[*].zone_id)
+}
+
+output "serve_runner_env_file" {
+  description = "The cache variables for a runner's .env (docs/serve.md, \"Pointing the runner at it\"); never ACTIONS_RUNTIME_TOKEN. With serve_auth_mode = \"static\" each job's ACTIONS_RUNTIME_TOKEN must then be set to a token of the tokens file; with \"github\" the runner's own is what serve verifies, so nothing else is set (null unless serve_enabled)."
+  value       = var.serve_enabled ? "ACTIONS_RESULTS_URL=${local.serve_public_url}/\nACTIONS_CACHE_URL=${local.serve_public_url}/\nACTIONS_CACHE_SERVICE_V2=true\n" : null
+}
+
+output "serve_service_name" {
+  description = "ECS service of serve, in ecs_cluster_name (null unless serve_enabled)."
+  value       = one(aws_ecs_service.serve[*].name)
+}
+
+output "serve_security_group_ids" {
+  description = "Security groups of the serve load balancer (lb) and tasks (tasks), for rules of your own (null unless serve_enabled)."
+  value       = var.serve_enabled ? { lb = aws_security_group.serve_lb[0].id, tasks = aws_security_group.serve_tasks[0].id } : null
 }
 
 output "dashboard_name" {

@@ -474,6 +474,207 @@ variable "log_retention_days" {
   }
 }
 
+# --- serve (serve.tf) -----------------------------------------------------------
+
+variable "serve_enabled" {
+  description = "Deploy `runcache serve` (the GitHub Actions cache protocol, docs/serve.md) as an ECS service behind an internal Application Load Balancer. Runners then hold only a bearer token; the serve task role holds the AWS credentials. Needs serve_certificate_arn, serve_allowed_cidr_blocks or serve_allowed_security_group_ids, and, by serve_auth_mode, serve_tokens_secret_arn (static) or serve_github_auth_toml (github)."
+  type        = bool
+  default     = false
+}
+
+variable "serve_max_trust" {
+  description = "The most trust serve's uploads may carry (RUNCACHE_MAX_TRUST of the server): it stages each upload under min(trust of the token, serve_max_trust), and its task role may put under staging/{t}/ for t <= serve_max_trust only (the same rule as a runner role's tier). Set it to the highest trust a token gets: the highest in the tokens file (static), or protected when the github-auth TOML lists protected_refs (github; else branch). protected (the default, as in runcache's own configuration) lets protected tokens create default-branch entries."
+  type        = string
+  default     = "protected"
+
+  validation {
+    condition     = contains(["untrusted", "pull-request", "branch", "protected"], var.serve_max_trust)
+    error_message = "serve_max_trust must be one of untrusted, pull-request, branch, protected."
+  }
+}
+
+variable "serve_image" {
+  description = "Image for serve; null (the default) uses worker_image. It must have the `runcache` binary on PATH and a POSIX /bin/sh (the entrypoint writes the injected secrets to files, then execs `runcache serve`)."
+  type        = string
+  default     = null
+}
+
+variable "serve_task" {
+  description = "Size of the serve task (Fargate cpu/memory units), its count, and its --max-requests and --promotion-wait. desired_count is 0 or 1: uploads in flight live in the task that reserved them (blocks spooled on its disk), so two tasks behind one load balancer would split uploads."
+  type = object({
+    cpu                    = optional(number, 1024)
+    memory                 = optional(number, 2048)
+    desired_count          = optional(number, 1)
+    max_requests           = optional(number, 64)
+    promotion_wait_seconds = optional(number, 15)
+  })
+  default = {}
+
+  validation {
+    condition     = contains([256, 512, 1024, 2048, 4096, 8192, 16384], var.serve_task.cpu) && var.serve_task.memory >= 2 * var.serve_task.cpu && var.serve_task.memory <= 8 * var.serve_task.cpu
+    error_message = "serve_task.cpu must be a Fargate size (256, 512, 1024, 2048, 4096, 8192, 16384) with memory between 2x and 8x cpu."
+  }
+
+  validation {
+    condition     = contains([0, 1], var.serve_task.desired_count)
+    error_message = "serve_task.desired_count must be 0 or 1: serve keeps uploads in flight in the task (reservations and spooled blocks), so a second task behind the load balancer would fail uploads whose requests reach both."
+  }
+
+  validation {
+    condition     = var.serve_task.max_requests >= 1 && floor(var.serve_task.max_requests) == var.serve_task.max_requests && var.serve_task.promotion_wait_seconds >= 0 && floor(var.serve_task.promotion_wait_seconds) == var.serve_task.promotion_wait_seconds
+    error_message = "serve_task.max_requests must be a whole number >= 1 and promotion_wait_seconds a whole number >= 0."
+  }
+}
+
+variable "serve_ephemeral_storage_gib" {
+  description = "Ephemeral storage of the serve task in GiB (21-200), mounted at /tmp: the upload spool (--spool-dir; blocks wait there for their block list, so as much as the largest uploads in flight at once), RUNCACHE_HOME and the secret files."
+  type        = number
+  default     = 50
+
+  validation {
+    condition     = var.serve_ephemeral_storage_gib >= 21 && var.serve_ephemeral_storage_gib <= 200 && floor(var.serve_ephemeral_storage_gib) == var.serve_ephemeral_storage_gib
+    error_message = "serve_ephemeral_storage_gib must be a whole number between 21 and 200."
+  }
+}
+
+variable "serve_environment" {
+  description = "Extra environment variables for the serve task (e.g. RUNCACHE_LOG). They cannot replace the RUNCACHE_* contract variables, RUNCACHE_HOME or TMPDIR, which the module sets."
+  type        = map(string)
+  default     = {}
+}
+
+variable "serve_tokens_secret_arn" {
+  description = "ARN of the Secrets Manager secret or SSM (SecureString) parameter whose value is the tokens file (TOML `[[token]]` tables, docs/serve.md \"Static tokens\"). ECS injects the value; the entrypoint writes it to a file and passes --tokens. Required with serve_auth_mode = \"static\", not taken with \"github\". A Secrets Manager JSON key (ARN:key::) is accepted."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.serve_tokens_secret_arn == null || can(regex("^arn:aws[a-z-]*:(secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:|ssm:[a-z0-9-]+:[0-9]{12}:parameter/)", coalesce(var.serve_tokens_secret_arn, "x")))
+    error_message = "serve_tokens_secret_arn must be a Secrets Manager secret ARN or an SSM parameter ARN."
+  }
+}
+
+variable "serve_auth_mode" {
+  description = "How serve checks each job's bearer token (docs/serve.md, \"Tokens\"). static: listed tokens, the tokens file from serve_tokens_secret_arn (--tokens). github: the runner's own ACTIONS_RUNTIME_TOKEN, verified as a JWT by the settings in serve_github_auth_toml (--github-auth); no token is listed or set per job."
+  type        = string
+  default     = "static"
+
+  validation {
+    condition     = contains(["static", "github"], var.serve_auth_mode)
+    error_message = "serve_auth_mode must be \"static\" (--tokens, serve_tokens_secret_arn) or \"github\" (--github-auth, serve_github_auth_toml)."
+  }
+}
+
+variable "serve_github_auth_toml" {
+  description = "With serve_auth_mode = \"github\" (required then, not taken otherwise): the contents of the --github-auth file, TOML with issuer, audience, repositories, jwks_url or jwks_file, and optionally protected_refs, repository_claim, leeway_seconds, jwks_min_refetch_seconds (docs/serve.md, \"The runner's own token\"). It holds no secret: it reaches the task as a plain environment variable, which the entrypoint writes to a file. jwks_url is fetched at start over the tasks' HTTPS egress (worker_egress_cidr_blocks, TCP 443 only, so an https:// URL on port 443); a jwks_file must be inside the image."
+  type        = string
+  default     = null
+
+  validation {
+    condition = var.serve_github_auth_toml == null || alltrue([
+      for key in ["issuer", "audience", "repositories"] : can(regex("(?m)^[ \t]*\"?${key}\"?[ \t]*=", coalesce(var.serve_github_auth_toml, "x")))
+    ]) && can(regex("(?m)^[ \t]*\"?jwks_(url|file)\"?[ \t]*=", coalesce(var.serve_github_auth_toml, "x")))
+    error_message = "serve_github_auth_toml must set issuer, audience, repositories and one of jwks_url, jwks_file (docs/serve.md, \"The runner's own token\")."
+  }
+}
+
+variable "serve_upstream_url" {
+  description = "Where serve forwards the paths that are not the cache service's (--upstream), e.g. https://results-receiver.actions.githubusercontent.com/ so that upload-artifact and the other Actions services under the same ACTIONS_RESULTS_URL keep working. Null (the default) passes no flag: serve refuses those paths, naming the flag. Reached over the tasks' HTTPS egress (worker_egress_cidr_blocks, TCP 443), so an https:// URL on the default port."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.serve_upstream_url == null || can(regex("^https://[^/:]+(/.*)?$", coalesce(var.serve_upstream_url, "x")))
+    error_message = "serve_upstream_url must be an https:// URL on the default port (the serve tasks may only reach TCP 443), e.g. https://results-receiver.actions.githubusercontent.com/."
+  }
+}
+
+variable "serve_url_secret_arn" {
+  description = "ARN of a Secrets Manager secret or SSM parameter holding the key for serve's signed blob URLs (--url-secret-file; its bytes are the key). Optional: null gives each task a random key, so signed URLs handed out before a restart or deployment stop working (clients ask again on their next cache step). Use at least 32 random bytes."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.serve_url_secret_arn == null || can(regex("^arn:aws[a-z-]*:(secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:|ssm:[a-z0-9-]+:[0-9]{12}:parameter/)", coalesce(var.serve_url_secret_arn, "x")))
+    error_message = "serve_url_secret_arn must be a Secrets Manager secret ARN or an SSM parameter ARN."
+  }
+}
+
+variable "serve_secrets_kms_key_arns" {
+  description = "Customer managed KMS keys encrypting serve_tokens_secret_arn / serve_url_secret_arn, if any (only used while serve reads at least one of them): serve's execution role may decrypt with them through Secrets Manager and SSM only. Not needed for the AWS managed keys."
+  type        = list(string)
+  default     = []
+}
+
+variable "serve_certificate_arn" {
+  description = "ACM certificate of the HTTPS listener (443, TLS policy ELBSecurityPolicy-TLS13-1-2-2021-06), valid for serve_domain_name. Required with serve_enabled."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.serve_certificate_arn == null || can(regex("^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/", coalesce(var.serve_certificate_arn, "x")))
+    error_message = "serve_certificate_arn must be an ACM certificate ARN."
+  }
+}
+
+variable "serve_domain_name" {
+  description = "Name clients reach serve at (e.g. cache.ci.internal); it makes the public URL (--public-url, signed URLs, the serve_url output) https://<name>. Null uses the load balancer's DNS name, which no ACM certificate covers, so clients would reject the TLS certificate: set it, and point DNS at serve_lb_dns_name (or give serve_route53_zone_id)."
+  type        = string
+  default     = null
+}
+
+variable "serve_route53_zone_id" {
+  description = "Route 53 (private) hosted zone in which to create serve_domain_name as an alias of the load balancer. Null: manage the record yourself."
+  type        = string
+  default     = null
+}
+
+variable "serve_allowed_cidr_blocks" {
+  description = "IPv4 CIDR blocks of the runners that may reach the serve load balancer (TCP 443 only). Give these or serve_allowed_security_group_ids."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.serve_allowed_cidr_blocks : can(cidrhost(c, 0)) && c != "0.0.0.0/0"])
+    error_message = "serve_allowed_cidr_blocks must be IPv4 CIDR blocks, and not 0.0.0.0/0 (list the runners' subnets)."
+  }
+}
+
+variable "serve_allowed_security_group_ids" {
+  description = "Security groups of the runners that may reach the serve load balancer (TCP 443 only)."
+  type        = list(string)
+  default     = []
+}
+
+variable "serve_lb_subnet_ids" {
+  description = "Subnets of the internal load balancer (at least two, in different Availability Zones); null uses subnet_ids. The serve task runs in subnet_ids."
+  type        = list(string)
+  default     = null
+}
+
+variable "serve_idle_timeout_seconds" {
+  description = "Idle timeout of the load balancer. Finalizing an upload streams the whole archive into staging before it answers, so this must outlast that for the largest caches."
+  type        = number
+  default     = 600
+
+  validation {
+    condition     = var.serve_idle_timeout_seconds >= 60 && var.serve_idle_timeout_seconds <= 4000
+    error_message = "serve_idle_timeout_seconds must be between 60 and 4000."
+  }
+}
+
+variable "serve_access_log_bucket" {
+  description = "Existing bucket for the load balancer's access logs (its policy must let Elastic Load Balancing deliver to prefix alb/). Null disables them."
+  type        = string
+  default     = null
+}
+
+variable "serve_lb_deletion_protection" {
+  description = "Deletion protection of the serve load balancer. Turn off only for throw-away stages."
+  type        = bool
+  default     = true
+}
+
 # --- monitoring ---------------------------------------------------------------
 
 variable "alarm_sns_topic_arn" {

@@ -6,8 +6,11 @@ terraform {
   required_providers {
     aws = {
       source = "hashicorp/aws"
-      # 5.100 introduced data.aws_region.region (the v6 spelling); every
-      # resource argument used here exists unchanged in 5.100 through 6.x.
+      # 5.100.0 is the release `terraform validate` was run against (the
+      # only one at hand). Nothing here needs an attribute that differs
+      # between 5.100 and 6.x: the region is data.aws_region's `id`
+      # (main.tf), because `region` exists only from 6.0 and `name` is
+      # deprecated there. 6.x itself was not available to validate against.
       version = ">= 5.100, < 7.0"
     }
   }

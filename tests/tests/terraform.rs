@@ -35,6 +35,18 @@ fn runner_policy(tier: TrustLevel) -> Value {
     render("runner", values)
 }
 
+/// The `runcache serve` task role's policy for `serve_max_trust = tier`:
+/// `server_staging_resources` is a runner's `runner_staging_resources` for
+/// that tier (iam.tf: `local.runner_tier_staging[var.serve_max_trust]`).
+fn server_policy(tier: TrustLevel) -> Value {
+    let mut values = example_values();
+    values.insert(
+        "server_staging_resources".into(),
+        staging_resources(&values["bucket_arn"], tier),
+    );
+    render("server", values)
+}
+
 /// policies/README.md's rule for `runner_staging_resources`: a JSON array
 /// of `{bucket_arn}/staging/{t}/*` for every tier `t <= tier`, lowest first
 /// (iam.tf: `jsonencode([for t in allowed : "${...arn}/staging/${t}/*"])`).
@@ -102,6 +114,24 @@ fn allows(policy: &Value, action: &str, resource: &str) -> bool {
         && statements
             .iter()
             .any(|s| s["Effect"] == "Allow" && matches(s))
+}
+
+/// Whether an unconditional Deny of `policy` matches `action` on
+/// `resource`: the explicit deny that beats whatever else the role may be
+/// granted.
+fn denies(policy: &Value, action: &str, resource: &str) -> bool {
+    policy["Statement"]
+        .as_array()
+        .expect("Statement list")
+        .iter()
+        .any(|s| {
+            s["Effect"] == "Deny"
+                && s.get("Condition").is_none()
+                && as_list(&s["Action"])
+                    .iter()
+                    .any(|a| glob(&a.to_lowercase(), &action.to_lowercase()))
+                && as_list(&s["Resource"]).iter().any(|r| glob(r, resource))
+        })
 }
 
 const BUCKET: &str = "arn:aws:s3:::self-runners-artifacts-dev";
@@ -352,6 +382,211 @@ fn workers_can_promote_and_admins_can_invalidate() {
     assert!(!allows(&admin, "dynamodb:PutItem", INDEX));
 }
 
+/// `runcache serve` holds the AWS credentials for runners that hold only a
+/// token: a runner's rights for its tier `serve_max_trust`, plus deleting
+/// (and reading back) the staged uploads it will not announce, and the
+/// runner's explicit denies for everything else.
+#[test]
+fn serve_stages_up_to_its_tier_reads_the_cas_and_never_writes_it() {
+    for tier in TrustLevel::ALL {
+        server_stays_out_of_the_cas_index_and_provenance(tier);
+    }
+}
+
+fn server_stays_out_of_the_cas_index_and_provenance(tier: TrustLevel) {
+    let server = server_policy(tier);
+    let obj = |k: &str| format!("{BUCKET}/{k}");
+    for target in TrustLevel::ALL {
+        for action in [
+            "s3:PutObject",
+            "s3:AbortMultipartUpload",
+            "s3:ListMultipartUploadParts",
+            "s3:DeleteObject",
+        ] {
+            assert_eq!(
+                allows(&server, action, &staged(target, "0190-upload")),
+                target <= tier,
+                "serve of tier {tier}: {action} under staging/{target}/"
+            );
+        }
+    }
+    for key in [
+        "staging/0190-upload",
+        "staging/",
+        "staging/admin/x",
+        "staging/protectedx/y",
+        "staging/untrusted",
+        "other/x",
+    ] {
+        for action in ["s3:PutObject", "s3:DeleteObject"] {
+            assert!(
+                !allows(&server, action, &obj(key)),
+                "serve of tier {tier} may {action} {key}"
+            );
+        }
+    }
+    assert!(allows(&server, "s3:GetObject", &obj("artifacts/abc")));
+    assert!(allows(&server, "s3:GetObject", &obj("metadata/abc.json")));
+    // Serve never reads back what it staged (the S3 adapter takes a put's
+    // meta from the put's answer), so staged bytes stay unreadable to it.
+    for target in TrustLevel::ALL {
+        assert!(
+            !allows(&server, "s3:GetObject", &staged(target, "0190-upload")),
+            "serve of tier {tier} may read staging/{target}/"
+        );
+    }
+    assert!(allows(&server, "dynamodb:GetItem", INDEX));
+    assert!(allows(&server, "dynamodb:Query", INDEX));
+    assert!(allows(
+        &server,
+        "dynamodb:Query",
+        &format!("{INDEX}/index/repository-toolchain-index")
+    ));
+    assert!(allows(&server, "dynamodb:GetItem", PROVENANCE));
+    for q in ["staged-dev", "accessed-dev"] {
+        assert!(
+            allows(&server, "sqs:SendMessage", &format!("{QUEUE}{q}")),
+            "serve of tier {tier} cannot send to {q}"
+        );
+    }
+    for key in [
+        "artifacts/abc",
+        "metadata/abc.json",
+        "quarantine/u1",
+        "quarantine/promoting/u1",
+    ] {
+        for action in ["s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"] {
+            assert!(
+                !allows(&server, action, &obj(key)),
+                "serve of tier {tier} may {action} {key}"
+            );
+            assert!(
+                denies(&server, action, &obj(key)),
+                "serve of tier {tier}: no explicit Deny of {action} on {key}"
+            );
+        }
+    }
+    for key in [
+        staged(tier, "u1"),
+        obj("artifacts/abc"),
+        obj("metadata/abc.json"),
+    ] {
+        for action in [
+            "s3:DeleteObjectVersion",
+            "s3:PutObjectAcl",
+            "s3:PutBucketPolicy",
+        ] {
+            assert!(
+                !allows(&server, action, &key),
+                "serve of tier {tier} may {action} {key}"
+            );
+        }
+    }
+    for table in [INDEX, PROVENANCE] {
+        for action in [
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:BatchWriteItem",
+            "dynamodb:PartiQLInsert",
+            "dynamodb:PartiQLUpdate",
+            "dynamodb:PartiQLDelete",
+        ] {
+            assert!(
+                !allows(&server, action, table),
+                "serve of tier {tier} may {action} on {table}"
+            );
+            assert!(
+                denies(&server, action, table),
+                "serve of tier {tier}: no explicit Deny of {action} on {table}"
+            );
+        }
+        assert!(
+            !allows(&server, "dynamodb:DeleteTable", table),
+            "serve of tier {tier} may delete {table}"
+        );
+    }
+    for q in [
+        "invalidate-dev",
+        "staged-dev-dlq",
+        "accessed-dev-dlq",
+        "invalidate-dev-dlq",
+    ] {
+        assert!(
+            !allows(&server, "sqs:SendMessage", &format!("{QUEUE}{q}")),
+            "serve of tier {tier} may send to {q}"
+        );
+        assert!(
+            denies(&server, "sqs:SendMessage", &format!("{QUEUE}{q}")),
+            "serve of tier {tier}: no explicit Deny of sending to {q}"
+        );
+    }
+    for q in [
+        "staged-dev",
+        "accessed-dev",
+        "invalidate-dev",
+        "staged-dev-dlq",
+        "accessed-dev-dlq",
+        "invalidate-dev-dlq",
+    ] {
+        for action in [
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:ChangeMessageVisibility",
+            "sqs:PurgeQueue",
+        ] {
+            assert!(
+                !allows(&server, action, &format!("{QUEUE}{q}")),
+                "serve of tier {tier} may {action} on {q}"
+            );
+            assert!(
+                denies(&server, action, &format!("{QUEUE}{q}")),
+                "serve of tier {tier}: no explicit Deny of {action} on {q}"
+            );
+        }
+    }
+}
+
+/// The server's staging Allows name exactly the prefixes of the tiers up to
+/// its own (no Deny needed for the tiers above), and example-values.json
+/// holds the rule's value for the branch tier.
+#[test]
+fn server_staging_resources_follow_the_documented_rule() {
+    let values = example_values();
+    assert_eq!(
+        values["server_staging_resources"],
+        staging_resources(&values["bucket_arn"], TrustLevel::Branch),
+        "example-values.json server_staging_resources is not the branch tier's value"
+    );
+    let expected_for = |tier: TrustLevel| -> Vec<String> {
+        TrustLevel::ALL
+            .iter()
+            .filter(|t| **t <= tier)
+            .map(|t| format!("{BUCKET}/{STAGING_PREFIX}{t}/*"))
+            .collect()
+    };
+    for tier in TrustLevel::ALL {
+        let server = server_policy(tier);
+        for s in server["Statement"].as_array().unwrap() {
+            if s["Effect"] != "Allow" {
+                continue;
+            }
+            let staging: Vec<String> = as_list(&s["Resource"])
+                .into_iter()
+                .filter(|r| r.starts_with(&format!("{BUCKET}/{STAGING_PREFIX}")))
+                .collect();
+            if !staging.is_empty() {
+                assert_eq!(
+                    staging,
+                    expected_for(tier),
+                    "serve of tier {tier}: staging resources of {}",
+                    s["Sid"]
+                );
+            }
+        }
+    }
+}
+
 fn module_text() -> String {
     let mut text = String::new();
     for entry in fs::read_dir(terraform_dir()).unwrap() {
@@ -462,5 +697,157 @@ fn terraform_runner_tiers_are_the_codes_trust_levels() {
             "\"${{aws_s3_bucket.artifacts.arn}}/{STAGING_PREFIX}${{t}}/*\""
         )),
         "iam.tf does not build the runner staging resources as {{bucket_arn}}/{STAGING_PREFIX}{{tier}}/*"
+    );
+}
+
+fn tf_file(name: &str) -> String {
+    fs::read_to_string(terraform_dir().join(name)).unwrap()
+}
+
+/// `s` with every run of whitespace as one space (`terraform fmt` aligns
+/// the `=` of neighbouring lines).
+fn squeezed(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The top-level blocks of a .tf file, each from its header line to the
+/// next top-level block (comments in between go with the block before).
+fn blocks(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if [
+            "resource \"",
+            "data \"",
+            "variable \"",
+            "output \"",
+            "locals {",
+        ]
+        .iter()
+        .any(|p| line.starts_with(p))
+        {
+            out.push(String::new());
+        }
+        if let Some(block) = out.last_mut() {
+            block.push_str(line);
+            block.push('\n');
+        }
+    }
+    out
+}
+
+/// `runcache serve` on ECS (serve.tf): nothing of it exists unless
+/// `serve_enabled`, so existing deployments plan unchanged; it runs the
+/// flags `runcache serve` has, behind the load balancer the brief of
+/// docs/serve.md asks for; and its tier follows the runner tiers' rule.
+#[test]
+fn terraform_serve_is_optional_and_runs_the_flags_the_cli_has() {
+    let serve = tf_file("serve.tf");
+    for block in blocks(&serve) {
+        let header = block.lines().next().unwrap_or_default();
+        if header.starts_with("resource \"") || header.starts_with("data \"") {
+            assert!(
+                block.contains("local.serve_count") || block.contains("var.serve_enabled"),
+                "serve.tf: `{header}` is not gated by serve_enabled"
+            );
+        }
+    }
+    for block in blocks(&tf_file("iam.tf")) {
+        let header = block.lines().next().unwrap_or_default();
+        if (header.starts_with("resource \"") || header.starts_with("data \""))
+            && (header.contains("\"serve") || header.contains("\"server"))
+        {
+            assert!(
+                block.contains("var.serve_enabled"),
+                "iam.tf: `{header}` is not gated by serve_enabled"
+            );
+        }
+    }
+    let enabled = blocks(&tf_file("variables.tf"))
+        .into_iter()
+        .find(|b| b.starts_with("variable \"serve_enabled\""))
+        .expect("variables.tf has no serve_enabled");
+    assert!(
+        squeezed(&enabled).contains("type = bool default = false"),
+        "serve_enabled must default to false"
+    );
+
+    // Every flag serve.tf passes is a field of `runcache serve`'s ServeArgs.
+    let main_rs = fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../producer/src/main.rs"),
+    )
+    .unwrap();
+    let start = main_rs
+        .find("struct ServeArgs {")
+        .expect("producer/src/main.rs has no ServeArgs");
+    let args = &main_rs[start..];
+    let args = &args[..args.find("\n}").expect("end of ServeArgs")];
+    let flags: Vec<&str> = serve
+        .split("\"--")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    for required in ["listen", "public-url", "tokens", "spool-dir"] {
+        assert!(
+            flags.contains(&required),
+            "serve.tf does not pass --{required}"
+        );
+    }
+    for flag in &flags {
+        let field = format!("{}:", flag.replace('-', "_"));
+        assert!(
+            args.contains(&field),
+            "serve.tf passes --{flag}, which `runcache serve` (ServeArgs in producer/src/main.rs) does not have"
+        );
+    }
+
+    let flat = squeezed(&serve);
+    for expected in [
+        "serve_port = 8080",
+        "\"runcache\", \"serve\", \"--listen\", \"0.0.0.0:${local.serve_port}\"",
+        "cluster = aws_ecs_cluster.workers.id",
+        "RUNCACHE_MAX_TRUST = var.serve_max_trust",
+        "size_in_gib = var.serve_ephemeral_storage_gib",
+        "internal = true",
+        "drop_invalid_header_fields = true",
+        "port = 443 protocol = \"HTTPS\" ssl_policy = \"ELBSecurityPolicy-TLS13-1-2-2021-06\"",
+        "path = \"/healthz\" matcher = \"200\"",
+    ] {
+        assert!(flat.contains(expected), "serve.tf lacks `{expected}`");
+    }
+    // The target group checks serve's own health route.
+    let server_src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../server/src");
+    let serves_healthz = fs::read_dir(server_src).unwrap().any(|entry| {
+        let path = entry.unwrap().path();
+        path.extension().is_some_and(|e| e == "rs")
+            && fs::read_to_string(&path).unwrap().contains("\"/healthz\"")
+    });
+    assert!(
+        serves_healthz,
+        "server/src no longer routes /healthz: point serve.tf's health check at what it serves"
+    );
+
+    // serve_max_trust is a tier, and the server's staging resources and the
+    // bucket policy's staging writers follow the runner tiers' rule.
+    let tf = module_text();
+    let list = TrustLevel::ALL
+        .iter()
+        .map(|t| format!("\"{t}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    assert!(
+        tf.contains(&format!("contains([{list}], var.serve_max_trust)")),
+        "serve_max_trust is not validated against [{list}]"
+    );
+    assert!(
+        tf.contains(&format!(
+            "local.runner_tier_staging[var.serve_max_trust] : \"${{aws_s3_bucket.artifacts.arn}}/{STAGING_PREFIX}${{t}}/*\""
+        )),
+        "iam.tf does not build the server staging resources as a runner's of tier serve_max_trust"
+    );
+    assert!(
+        tf.contains(
+            "index(local.runner_tiers, var.serve_max_trust) >= index(local.runner_tiers, tier)"
+        ),
+        "the bucket policy does not admit the serve role under staging/{{t}}/ for t <= serve_max_trust"
     );
 }

@@ -75,5 +75,20 @@ module "runcache" {
     provider_arn = var.github_repository == null ? null : var.github_oidc_provider_arn
   }
 
+  # runcache serve (docs/serve.md) behind an internal load balancer: off
+  # unless terraform.tfvars sets serve_enabled = true and the secret,
+  # certificate, name and runner CIDRs (commented example there). Its tier
+  # caps the tokens' trust: a serve for pull-request runners only would
+  # take "pull-request".
+  serve_enabled                = var.serve_enabled
+  serve_max_trust              = "protected"
+  serve_tokens_secret_arn      = var.serve_tokens_secret_arn
+  serve_url_secret_arn         = var.serve_url_secret_arn
+  serve_certificate_arn        = var.serve_certificate_arn
+  serve_domain_name            = var.serve_domain_name
+  serve_route53_zone_id        = var.serve_route53_zone_id
+  serve_allowed_cidr_blocks    = var.serve_allowed_cidr_blocks
+  serve_lb_deletion_protection = false
+
   alarm_sns_topic_arn = var.alarm_sns_topic_arn
 }

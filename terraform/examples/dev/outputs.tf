@@ -52,3 +52,13 @@ output "worker_security_group_id" {
   description = "Security group of the worker tasks."
   value       = module.runcache.worker_security_group_id
 }
+
+output "serve_url" {
+  description = "URL of runcache serve (null unless serve_enabled)."
+  value       = module.runcache.serve_url
+}
+
+output "serve_runner_env_file" {
+  description = "ACTIONS_* cache variables for the runners' .env (add each job's ACTIONS_RUNTIME_TOKEN)."
+  value       = module.runcache.serve_runner_env_file
+}

@@ -36,6 +36,48 @@ variable "github_oidc_provider_arn" {
   default     = null
 }
 
+variable "serve_enabled" {
+  description = "Deploy `runcache serve` behind an internal load balancer (needs the four serve_* values below)."
+  type        = bool
+  default     = false
+}
+
+variable "serve_tokens_secret_arn" {
+  description = "Secrets Manager secret (or SSM parameter) ARN whose value is serve's tokens file."
+  type        = string
+  default     = null
+}
+
+variable "serve_url_secret_arn" {
+  description = "Secrets Manager secret (or SSM parameter) ARN holding the signed-URL key (optional)."
+  type        = string
+  default     = null
+}
+
+variable "serve_certificate_arn" {
+  description = "ACM certificate for serve_domain_name."
+  type        = string
+  default     = null
+}
+
+variable "serve_domain_name" {
+  description = "Name runners reach serve at, e.g. cache.dev.ci.internal."
+  type        = string
+  default     = null
+}
+
+variable "serve_route53_zone_id" {
+  description = "Private hosted zone for serve_domain_name (optional: else create the record yourself)."
+  type        = string
+  default     = null
+}
+
+variable "serve_allowed_cidr_blocks" {
+  description = "Runner subnets that may reach serve on 443."
+  type        = list(string)
+  default     = []
+}
+
 variable "alarm_sns_topic_arn" {
   description = "SNS topic for alarm notifications (optional)."
   type        = string
