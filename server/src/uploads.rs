@@ -43,6 +43,14 @@ const CLIENT_COMPRESSION: &str = runcache_archive::COMPRESSION;
 /// A reservation nobody finished is dropped after this long.
 const ABANDONED_AFTER: Duration = Duration::from_secs(6 * 3600);
 
+/// Bytes per read and write of the spool: every tokio file operation is a
+/// hop to the blocking pool, and 8 KiB ones (tokio::io::copy's) made that
+/// hop the cost of a gigabyte.
+const SPOOL_BUFFER: usize = 1 << 20;
+/// Per block or chunk being received: one per request in flight, so
+/// smaller (`--max-requests` of them at once).
+const SPOOL_WRITE_BUFFER: usize = 256 << 10;
+
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum UploadError {
@@ -279,7 +287,10 @@ impl Uploads {
         let dir = r.spool_dir(&self.spool);
         tokio::fs::create_dir_all(&dir).await?;
         let file = dir.join(format!("block-{}", hex::encode(block_id)));
-        let mut out = tokio::fs::File::create(&file).await?;
+        let mut out = tokio::io::BufWriter::with_capacity(
+            SPOOL_WRITE_BUFFER,
+            tokio::fs::File::create(&file).await?,
+        );
         let n = tokio::io::copy(&mut body, &mut out).await?;
         out.flush().await?;
         r.parts
@@ -312,6 +323,9 @@ impl Uploads {
             let file = tokio::fs::File::open(file).await?;
             body = Box::pin(body.chain(file));
         }
+        // One buffer for the whole chain (a buffer per block, allocated up
+        // front, made memory grow with the upload's size).
+        let body = Box::pin(tokio::io::BufReader::with_capacity(SPOOL_BUFFER, body));
         let staged = stage_stream(backend, &r.upload, body).await?;
         let size = staged.written.size_bytes;
         parts.staged = Some(staged);
@@ -338,6 +352,7 @@ impl Uploads {
             .open(dir.join("chunks"))
             .await?;
         out.seek(SeekFrom::Start(start)).await?;
+        let mut out = tokio::io::BufWriter::with_capacity(SPOOL_WRITE_BUFFER, out);
         let n = tokio::io::copy(&mut body, &mut out).await?;
         out.flush().await?;
         r.parts.lock().await.chunk_bytes += n;
@@ -374,7 +389,10 @@ impl Uploads {
                 let body: BlobReader = if size == 0 {
                     Box::pin(tokio::io::empty())
                 } else {
-                    Box::pin(tokio::fs::File::open(&file).await?)
+                    Box::pin(tokio::io::BufReader::with_capacity(
+                        SPOOL_BUFFER,
+                        tokio::fs::File::open(&file).await?,
+                    ))
                 };
                 {
                     let mut parts = r.parts.lock().await;
