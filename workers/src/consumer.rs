@@ -20,7 +20,7 @@ use runcache_infra::{queue::ATTR_TRACEPARENT, telemetry, EventQueue, ReceivedMes
 use runcache_schemas::Event;
 use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
-use tracing::{info_span, warn, Instrument};
+use tracing::{debug, info_span, warn, Instrument};
 
 tokio::task_local! {
     /// The W3C traceparent of the message being handled.
@@ -98,12 +98,21 @@ impl Default for ConsumerConfig {
 }
 
 /// What a drain (or a run until shutdown) did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DrainReport {
     pub done: u64,
     pub retried: u64,
     pub rejected: u64,
+    /// Why a drain stopped before the queue was empty: its receives kept
+    /// failing (a read-only local home, a queue that is gone). A run until
+    /// shutdown never stops for this; it backs off and tries again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_by: Option<String>,
 }
+
+/// Receives a drain tries before it gives up on the queue.
+const DRAIN_RECEIVE_ATTEMPTS: u32 = 3;
 
 impl DrainReport {
     fn add(&mut self, o: &Outcome) {
@@ -150,6 +159,7 @@ async fn consume(
     } else {
         cfg.wait
     };
+    let mut failed_receives = 0u32;
     loop {
         while let Some(done) = tasks.try_join_next() {
             report.add(&done.unwrap_or_else(panicked));
@@ -170,11 +180,31 @@ async fn consume(
             _ = shutdown.cancelled() => break,
         };
         let messages = match received {
-            Ok(m) => m,
+            Ok(m) => {
+                failed_receives = 0;
+                m
+            }
             Err(e) => {
-                warn!(queue = queue.name(), error = %e, "receive failed; backing off");
+                drop(first);
+                failed_receives += 1;
+                if until_empty && failed_receives >= DRAIN_RECEIVE_ATTEMPTS {
+                    // A one-shot drain must end: its caller reports this.
+                    warn!(queue = queue.name(), error = %e, "receive failed; drain stops");
+                    report.stopped_by = Some(format!("receiving from {}: {e}", queue.name()));
+                    break;
+                }
+                let pause = if until_empty {
+                    Duration::from_millis(200 * u64::from(failed_receives))
+                } else {
+                    Duration::from_secs(2)
+                };
+                if until_empty {
+                    debug!(queue = queue.name(), error = %e, "receive failed; trying again");
+                } else {
+                    warn!(queue = queue.name(), error = %e, "receive failed; backing off");
+                }
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(2)) => continue,
+                    _ = tokio::time::sleep(pause) => continue,
                     _ = shutdown.cancelled() => break,
                 }
             }

@@ -110,7 +110,16 @@ fn main() -> ExitCode {
             if report.ok() {
                 ExitCode::SUCCESS
             } else {
-                eprintln!("runcache-worker: a sweep or gauge publication failed (see the log)");
+                let stopped = [&report.promote, &report.metrics, &report.invalidate]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|d| d.stopped_by.as_deref())
+                    .collect::<Vec<_>>();
+                if stopped.is_empty() {
+                    eprintln!("runcache-worker: a sweep or gauge publication failed (see the log)");
+                } else {
+                    eprintln!("runcache-worker: error: {}", stopped.join("; "));
+                }
                 ExitCode::FAILURE
             }
         }

@@ -74,11 +74,16 @@ pub struct ServiceReport {
 }
 
 impl ServiceReport {
-    /// Every sweep and gauge publication succeeded (messages that were
-    /// retried or dead-lettered are the queue's business, not a failure of
-    /// the process).
+    /// Every sweep and gauge publication succeeded and no drain stopped on
+    /// a queue it could not read (messages that were retried or
+    /// dead-lettered are the queue's business, not a failure of the process).
     pub fn ok(&self) -> bool {
-        self.sweep_failures == 0 && self.gauge_failures == 0
+        let drains = [&self.promote, &self.metrics, &self.invalidate];
+        self.sweep_failures == 0
+            && self.gauge_failures == 0
+            && drains
+                .iter()
+                .all(|d| d.as_ref().is_none_or(|d| d.stopped_by.is_none()))
     }
 }
 

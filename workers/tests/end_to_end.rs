@@ -228,7 +228,7 @@ async fn all_runs_until_shutdown_and_stops_cleanly(e: Env) {
         .await
         .expect("every worker stops on shutdown")
         .unwrap();
-    assert_eq!(report.promote.unwrap().done, 1);
+    assert_eq!(report.promote.as_ref().unwrap().done, 1);
     assert!(report.sweeps >= 1, "the sweep loop ran at start");
     assert!(report.ok());
 }

@@ -25,6 +25,7 @@ crate::backend_tests!(
     a_prefix_hit_counts_as_a_hit_but_saves_no_build_time,
     an_access_to_an_entry_that_is_gone_is_still_counted,
     gauges_describe_live_entries_per_repository,
+    a_drain_whose_queue_cannot_be_read_stops_and_says_why,
 );
 
 fn accessed(
@@ -259,4 +260,52 @@ async fn gauges_describe_live_entries_per_repository(e: Env) {
         stat(&e, names::AVERAGE_CACHE_AGE, "acme/other").await.sum,
         100.0
     );
+}
+
+/// Fails every receive, as a read-only local home does.
+#[derive(Debug)]
+struct Unreadable;
+
+#[async_trait::async_trait]
+impl runcache_testkit::intercept::Interceptor for Unreadable {
+    async fn before(
+        &self,
+        call: runcache_testkit::intercept::Call<'_>,
+    ) -> Result<(), runcache_infra::StoreError> {
+        if call.op == "receive" {
+            return Err(runcache_infra::StoreError::Unavailable {
+                what: "receive".into(),
+                reason: "attempt to write a readonly database".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A one-shot drain (`admin stats`, `--once`) on a queue it cannot receive
+/// from ends after a few tries with the cause, instead of backing off
+/// forever; the pending event stays for a reader that can take it.
+async fn a_drain_whose_queue_cannot_be_read_stops_and_says_why(e: Env) {
+    let miss = accessed("a1", HitKind::Miss, None, e.now());
+    send(&e, miss.encode(), CacheAccessed::SCHEMA).await;
+    let unreadable = Intercepted::wrap(e.backend.accessed.clone(), Arc::new(Unreadable));
+    let handler = Arc::new(MetricsHandler::new(e.backend.clone()));
+    let report = tokio::time::timeout(
+        Duration::from_secs(30),
+        drain(unreadable, handler.clone(), ConsumerConfig::default()),
+    )
+    .await
+    .expect("the drain ends");
+    assert_eq!(report.done, 0);
+    let why = report.stopped_by.expect("the drain says why it stopped");
+    assert!(why.contains("readonly database"), "{why}");
+    // The event was not lost: a drain that can read takes it.
+    let report = drain(
+        e.backend.accessed.clone(),
+        handler,
+        ConsumerConfig::default(),
+    )
+    .await;
+    assert_eq!(report.done, 1);
+    assert_eq!(report.stopped_by, None);
 }
