@@ -754,7 +754,14 @@ async fn admin_command(config: &Config, cmd: AdminCommand) -> Result<ExitCode> {
             if inline {
                 // No metrics worker runs (by default on the local backend):
                 // count what is pending first.
-                runcache_worker::settle::accesses(&backend).await;
+                let drained = runcache_worker::settle::accesses(&backend).await;
+                if let Some(why) = drained.stopped_by {
+                    runcache::annotate::warning(&format!(
+                        "restores still queued are not counted ({why}); \
+                         run `runcache admin stats` as a user who may write {}",
+                        config.home.display()
+                    ));
+                }
             }
             let since = chrono::Utc::now() - chrono::Duration::days(days);
             let report = admin::stats(&backend, repository.as_deref(), since, top).await?;
@@ -860,7 +867,13 @@ async fn admin_command(config: &Config, cmd: AdminCommand) -> Result<ExitCode> {
                 .unwrap_or_else(|| "unknown".into());
             let request = admin::invalidate(&backend, selector, &reason, &by).await?;
             if inline {
-                runcache_worker::settle::invalidations(&backend).await;
+                let drained = runcache_worker::settle::invalidations(&backend).await;
+                if let Some(why) = drained.stopped_by {
+                    anyhow::bail!(
+                        "invalidation {} was recorded but not applied: {why}",
+                        request.request_id
+                    );
+                }
             }
             print(json, &request, &|| {
                 println!(

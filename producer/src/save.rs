@@ -173,10 +173,18 @@ pub async fn save(
         .put(backend, crate::progress::track(reader, &bar))
         .await;
     bar.finish_and_clear();
-    let summary = archiver
-        .await
-        .map_err(|e| SaveError::Task(e.to_string()))??;
-    let uploaded = uploaded?;
+    let archived = archiver.await.map_err(|e| SaveError::Task(e.to_string()))?;
+    let (summary, uploaded) = match (archived, uploaded) {
+        (Ok(summary), uploaded) => (summary, uploaded?),
+        // The upload gave up first (a full disk, a read-only home, access
+        // denied): its error is the cause, the archive's broken pipe the echo.
+        (Err(ArchiveError::Output { source }), Err(upload))
+            if source.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            return Err(upload.into());
+        }
+        (Err(archive), _) => return Err(archive.into()),
+    };
     if uploaded.size != summary.compressed_bytes {
         upload.discard(backend).await?;
         return Err(SaveError::Task(format!(

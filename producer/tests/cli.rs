@@ -6,7 +6,7 @@ use std::{fs, io::Write, os::unix::fs::symlink, path::Path, process::Command};
 
 mod common;
 
-use common::{ok, stderr, Sandbox, MAIN};
+use common::{ok, stderr, Sandbox, MAIN, REPO};
 
 #[test]
 fn miss_exit_codes_and_step_outputs() {
@@ -395,7 +395,8 @@ fn a_mistyped_backend_makes_restore_run_uncached_and_config_show_it() {
         "{err}"
     );
     assert!(
-        s.outputs().contains("cache-hit=\ncache-primary-key=k\ncache-matched-key=\n"),
+        s.outputs()
+            .contains("cache-hit=\ncache-primary-key=k\ncache-matched-key=\n"),
         "a miss, as outputs say it: {}",
         s.outputs()
     );
@@ -478,4 +479,104 @@ fn inside_actions_problems_are_annotations() {
         "{}",
         stderr(&out)
     );
+}
+
+/// `runcache` as a user who may not write `RUNCACHE_HOME` (root writes
+/// anywhere, so as root the run drops to `nobody` through setpriv).
+#[allow(clippy::disallowed_methods)] // passes the test runner's PATH on
+fn run_read_only(s: &Sandbox, args: &[&str]) -> std::process::Output {
+    use std::os::unix::fs::PermissionsExt;
+    let is_root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap();
+    let mut cmd = if is_root {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_runcache"));
+        c
+    } else {
+        std::process::Command::new(env!("CARGO_BIN_EXE_runcache"))
+    };
+    // The sandbox readable by all, the workspace writable, the home not.
+    for dir in [s.root().to_path_buf(), s.ws()] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let started = std::time::Instant::now();
+    let out = cmd
+        .args(args)
+        .current_dir(s.ws())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", s.root())
+        .env("RUNCACHE_HOME", s.home())
+        .env("GITHUB_REPOSITORY", REPO)
+        .env("GITHUB_REF", MAIN)
+        .output()
+        .expect("setpriv (util-linux) runs");
+    assert!(
+        // A guard against a hang (this was an endless retry), not a timing.
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "{args:?} took {:?}: it must fail fast",
+        started.elapsed()
+    );
+    out
+}
+
+/// A read-only `RUNCACHE_HOME`, empty or holding a cache with events still
+/// queued: every command ends within seconds, naming the home and the cause.
+#[test]
+fn a_read_only_home_fails_fast_with_the_cause() {
+    use std::os::unix::fs::PermissionsExt;
+    for populated in [false, true] {
+        let s = Sandbox::new();
+        std::fs::create_dir_all(s.home()).unwrap();
+        if populated {
+            std::fs::create_dir_all(s.ws().join("dist")).unwrap();
+            std::fs::write(s.ws().join("dist/a"), b"a").unwrap();
+            ok(&s.run(&["save", "--key", "k", "--path", "dist"], MAIN));
+            ok(&s.run(&["restore", "--key", "k", "--path", "dist"], MAIN));
+        }
+        let mut dirs = vec![s.home()];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                let mode = if p.is_dir() {
+                    dirs.push(p.clone());
+                    0o555
+                } else {
+                    0o444
+                };
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            }
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o555)).unwrap();
+        }
+        let home = s.home().display().to_string();
+        for args in [
+            &["admin", "stats"][..],
+            &["save", "--key", "k2", "--path", "dist"],
+        ] {
+            let out = run_read_only(&s, args);
+            let err = stderr(&out);
+            if populated && args[0] == "admin" {
+                // Reading succeeds; the restore still queued (its metrics
+                // event) is not counted, and the warning says so.
+                assert!(out.status.success(), "{args:?}: {err}");
+                assert!(err.contains("not counted") && err.contains(&home), "{err}");
+                continue;
+            }
+            assert!(!out.status.success(), "{args:?}: {err}");
+            assert!(
+                err.contains(&home)
+                    && (err.contains("ermission denied") || err.contains("readonly")),
+                "{args:?} (populated: {populated}) names the home and the cause: {err}"
+            );
+        }
+        // A restore still never fails the build.
+        let out = run_read_only(&s, &["restore", "--key", "k", "--path", "out"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        // Let the sandbox be cleaned up.
+        std::fs::set_permissions(s.home(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
 }

@@ -101,9 +101,14 @@ fn sql_error(path: &Path, e: rusqlite::Error) -> StoreError {
             what,
             reason: "locked by another process for too long".into(),
         },
-        Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied) => StoreError::AccessDenied {
-            action: "write".into(),
-            resource: what,
+        // A file, not a role: the advice is the file system's.
+        Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied) => StoreError::Io {
+            what,
+            source: std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "permission denied: this user may not write it (make the directory and its \
+                 files writable, or point RUNCACHE_HOME somewhere this user owns)",
+            ),
         },
         _ => StoreError::backend(what, e),
     }
