@@ -21,6 +21,7 @@ pub mod context;
 pub mod derive;
 pub mod explain;
 pub mod get;
+pub mod import;
 pub use runcache_cache::keys;
 pub mod outputs;
 pub mod pipe;

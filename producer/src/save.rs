@@ -83,6 +83,8 @@ pub enum SaveError {
     Key(#[from] KeyError),
     #[error("could not archive the paths: {0}")]
     Archive(#[from] ArchiveError),
+    #[error(transparent)]
+    Import(#[from] crate::import::NotImportable),
     #[error("cache store: {0}")]
     Store(#[from] StoreError),
     #[error("the archiver stopped unexpectedly: {0}")]
@@ -132,6 +134,20 @@ pub async fn save(
         let ctx = ctx.clone();
         move || build_provenance(&ctx)
     });
+    // An import is checked the way a restore here would take it before
+    // anything is staged: a file no restore accepts is never saved.
+    let imported = match &req.from_archive {
+        Some(file) => {
+            let (file, workspace, paths) = (file.clone(), ctx.workspace.clone(), req.paths.clone());
+            let checked = tokio::task::spawn_blocking(move || {
+                crate::import::check(&file, &workspace, &paths)
+            })
+            .await
+            .map_err(|e| SaveError::Task(e.to_string()))??;
+            Some(checked)
+        }
+        None => None,
+    };
     let upload = Upload::new(tier, claim);
     let (writer, reader) = crate::pipe::pipe();
     let (paths, workspace) = (req.paths.clone(), ctx.workspace.clone());
@@ -174,7 +190,7 @@ pub async fn save(
         .await;
     bar.finish_and_clear();
     let archived = archiver.await.map_err(|e| SaveError::Task(e.to_string()))?;
-    let (summary, uploaded) = match (archived, uploaded) {
+    let (mut summary, uploaded) = match (archived, uploaded) {
         (Ok(summary), uploaded) => (summary, uploaded?),
         // The upload gave up first (a full disk, a read-only home, access
         // denied): its error is the cause, the archive's broken pipe the echo.
@@ -185,6 +201,16 @@ pub async fn save(
         }
         (Err(archive), _) => return Err(archive.into()),
     };
+    if let Some(checked) = imported {
+        if checked.sha256_hex != summary.sha256_hex {
+            upload.discard(backend).await?;
+            return Err(SaveError::Archive(ArchiveError::Corrupt {
+                detail: "the archive changed while it was being imported; save it again".into(),
+            }));
+        }
+        summary.uncompressed_bytes = checked.unpacked_bytes;
+        summary.entries = checked.entries;
+    }
     if uploaded.size != summary.compressed_bytes {
         upload.discard(backend).await?;
         return Err(SaveError::Task(format!(
@@ -260,8 +286,8 @@ fn build_provenance(ctx: &RunContext) -> runcache_schemas::BuildProvenance {
 }
 
 /// `--from-archive`: streams a ready archive into the pipe, hashing it on
-/// the way. Its contents are checked like any other's: by promote (hash)
-/// and by every restore (path safety).
+/// the way (after `import::check` took it as a restore would; the hashes
+/// must agree). Promote checks the hash and every restore the paths again.
 fn copy_archive(
     file: &std::path::Path,
     out: &mut impl std::io::Write,

@@ -263,6 +263,173 @@ fn hostile_archive(dest: &Path, entries: &[RawEntry<'_>]) {
         .unwrap();
 }
 
+/// Stages `file` as the entry `key` (paths `path`, scope main) and promotes
+/// it, as a writer other than `save` (serve's Azure uploads) can: no import
+/// check on the way, only promote's hash check.
+fn plant(s: &Sandbox, key: &str, path: &str, file: &Path) {
+    use runcache_cache::stage::{Claim, Upload, Written};
+    use runcache_infra::{Backend, Config, SystemClock};
+    use runcache_schemas::{ContentHash, Scope, TrustLevel};
+    use sha2::{Digest, Sha256};
+    let bytes = fs::read(file).unwrap();
+    let config = Config::local(s.home());
+    let backend = Backend::local(&config, std::sync::Arc::new(SystemClock)).unwrap();
+    let upload = Upload::new(
+        TrustLevel::Protected,
+        Claim {
+            scope: Scope::new(REPO, MAIN),
+            cache_version: runcache_archive::cache_version(&[path.to_string()]),
+            cache_key: key.to_string(),
+        },
+    );
+    let written = Written {
+        hash: ContentHash::from_hex(&hex::encode(Sha256::digest(&bytes))).unwrap(),
+        size_bytes: bytes.len() as u64,
+        unpacked_bytes: None,
+        paths: vec![path.to_string()],
+        compression: "zstd".into(),
+    };
+    let fate = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        upload
+            .put(&backend, Box::pin(std::io::Cursor::new(bytes)))
+            .await
+            .unwrap();
+        let event = upload
+            .announce(&backend, written, Default::default(), "")
+            .await
+            .unwrap();
+        runcache_worker::settle::staged_upload(&config, &backend, &event, None)
+            .await
+            .unwrap()
+    });
+    assert_eq!(fate, runcache_worker::settle::UploadFate::Promoted);
+}
+
+/// `save --from-archive` takes only what a restore would: random bytes,
+/// gzip, an uncompressed tar, an empty archive and a zstd window past the
+/// decoder's limit are refused with the reason and what to do, before
+/// anything is staged.
+#[test]
+fn an_import_is_checked_as_a_restore_would_take_it_before_it_is_staged() {
+    let s = Sandbox::new();
+    let src = s.root().join("src");
+    fs::create_dir_all(src.join("dist")).unwrap();
+    // Big and varied enough that a long window matters.
+    let data: Vec<u8> = (0u32..3_000_000)
+        .flat_map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes())
+        .collect();
+    fs::write(src.join("dist/blob"), &data).unwrap();
+    let tar = s.root().join("plain.tar");
+    let sh = |script: &str| {
+        let st = Command::new("sh").arg("-c").arg(script).status().unwrap();
+        assert!(st.success(), "{script}");
+    };
+    sh(&format!(
+        "tar --posix -cf '{}' -C '{}' dist",
+        tar.display(),
+        src.display()
+    ));
+    let random = s.root().join("random.tzst");
+    fs::write(
+        &random,
+        (0u32..1000)
+            .map(|i| (i * 7919 % 251) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let gzip = s.root().join("cache.tgz");
+    sh(&format!(
+        "gzip -c '{}' > '{}'",
+        tar.display(),
+        gzip.display()
+    ));
+    let long = s.root().join("long.tzst");
+    sh(&format!(
+        // From a pipe: the size unknown, zstd keeps the whole 1 GiB window.
+        "cat '{}' | zstd -q --long=30 -c > '{}'",
+        tar.display(),
+        long.display()
+    ));
+    let empty = s.root().join("empty.tzst");
+    sh(&format!(
+        "tar --posix -cf - -T /dev/null | zstd -q -c > '{}'",
+        empty.display()
+    ));
+    let good = s.root().join("good.tzst");
+    sh(&format!(
+        "zstd -q -c '{}' > '{}'",
+        tar.display(),
+        good.display()
+    ));
+    let import = |file: &Path, key: &str| {
+        s.run(
+            &[
+                "save",
+                "--key",
+                key,
+                "--path",
+                "dist",
+                "--from-archive",
+                file.to_str().unwrap(),
+            ],
+            MAIN,
+        )
+    };
+    for (file, expected) in [
+        (&random, "no zstd frame"),
+        (&gzip, "gzip-compressed"),
+        (&tar, "an uncompressed tar"),
+        (&long, "--long=27"),
+        (&empty, "no entries"),
+    ] {
+        let out = import(file, "imported");
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{}: {err}", file.display());
+        assert!(
+            err.contains("cannot import") && err.contains(expected) && err.contains("zstd -T0"),
+            "{}: {err}",
+            file.display()
+        );
+    }
+    // Nothing was staged or saved by the refusals.
+    let mut staged = walk_files(&s.home().join("blobs/staging"));
+    staged.extend(walk_files(&s.home().join("blobs/.tmp")));
+    assert!(staged.is_empty(), "staged: {staged:?}");
+    let lookup = [
+        "restore",
+        "--key",
+        "imported",
+        "--path",
+        "dist",
+        "--lookup-only",
+    ];
+    assert!(ok(&s.run(&lookup, MAIN)).contains("cache-hit=\n"));
+    // A good one is saved with its entries counted, and restores.
+    let out = import(&good, "imported");
+    assert!(stderr(&out).contains("2 entries"), "{}", stderr(&out));
+    ok(&s.run(&["restore", "--key", "imported", "--path", "dist"], MAIN));
+    assert_eq!(fs::read(s.ws().join("dist/blob")).unwrap(), data);
+}
+
+fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                found.push(p);
+            }
+        }
+    }
+    found
+}
+
 #[test]
 fn every_escape_kind_in_an_imported_archive_is_refused_with_nothing_written_outside() {
     use tar::EntryType::*;
@@ -302,7 +469,8 @@ fn every_escape_kind_in_an_imported_archive_is_refused_with_nothing_written_outs
         let file = s.root().join(format!("{name}.tzst"));
         hostile_archive(&file, &entries);
         let key = format!("hostile-{i}");
-        ok(&s.run(
+        // An import refuses it before anything is staged...
+        let import = s.run(
             &[
                 "save",
                 "--key",
@@ -313,7 +481,20 @@ fn every_escape_kind_in_an_imported_archive_is_refused_with_nothing_written_outs
                 file.to_str().unwrap(),
             ],
             MAIN,
-        ));
+        );
+        assert_eq!(import.status.code(), Some(1), "{name}");
+        assert!(
+            stderr(&import).contains("a restore would refuse it"),
+            "{name}: {}",
+            stderr(&import)
+        );
+        assert!(
+            !s.ws().join("cache").exists(),
+            "{name}: the import check left something in the workspace"
+        );
+        // ...so plant it the way another writer could (staged and promoted
+        // through the library, as serve does): every restore refuses it.
+        plant(&s, &key, "cache", &file);
         // Not strict: a warning and exit 0 (a cache problem must not fail a
         // build); strict: exit 1.
         let out = s.run(&["restore", "--key", &key, "--path", "cache"], MAIN);
