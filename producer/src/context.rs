@@ -1,8 +1,8 @@
 //! The run's identity: repository, ref, trigger and trust, and the build
 //! provenance a save records. Taken from flags, which default to the GitHub
 //! Actions variables (`GITHUB_REPOSITORY`, `GITHUB_REF`, …); outside GitHub
-//! Actions the repository defaults to `local` and the ref to the default
-//! branch. The only module of the producer that reads the process
+//! Actions the repository defaults to the `origin` remote's owner/name (or
+//! `local/{directory}`) and the ref to the default branch. The only module of the producer that reads the process
 //! environment (`GITHUB_*`, `RUNNER_*`, `TRACEPARENT`, the variables a key
 //! names), besides clap's `env` defaults on argument structs; the lint in
 //! clippy.toml keeps it so.
@@ -20,9 +20,12 @@ use crate::keys::KeyError;
 /// Where a run sits; shared by save, restore and get.
 #[derive(Debug, Clone, Args)]
 pub struct ScopeArgs {
-    /// Repository (`owner/name`) the cache belongs to.
-    #[arg(long, env = "GITHUB_REPOSITORY", default_value = "local")]
-    pub repository: String,
+    /// Repository (`owner/name`) the cache belongs to; default:
+    /// `$GITHUB_REPOSITORY`, else the workspace's `origin` remote
+    /// (`owner/name`), else `local/{directory name}`, so that projects on
+    /// one machine never share entries.
+    #[arg(long, env = "GITHUB_REPOSITORY")]
+    pub repository: Option<String>,
     /// The ref being built (`refs/heads/main`, `refs/pull/7/merge`); default:
     /// the default branch.
     #[arg(long = "ref", env = "GITHUB_REF")]
@@ -67,13 +70,17 @@ impl ScopeArgs {
             .clone()
             .filter(|r| !r.is_empty())
             .unwrap_or_else(|| format!("refs/heads/{default_branch}"));
-        let scope = Scope::new(self.repository.clone(), git_ref);
-        let trust = TrustLevel::classify(&self.event_name, &scope.git_ref, &default_branch);
         let workspace = self
             .workspace
             .clone()
             .or_else(|| std::env::current_dir().ok())
             .unwrap_or_else(|| PathBuf::from("."));
+        let repository = match self.repository.as_deref().map(str::trim) {
+            Some(r) if !r.is_empty() => r.to_string(),
+            _ => local_repository(&workspace),
+        };
+        let scope = Scope::new(repository, git_ref);
+        let trust = TrustLevel::classify(&self.event_name, &scope.git_ref, &default_branch);
         Ok(RunContext {
             scope,
             base_ref: self.base_ref.clone().filter(|b| !b.is_empty()),
@@ -171,6 +178,41 @@ impl RunContext {
     }
 }
 
+/// The repository a run outside GitHub Actions belongs to: the `origin`
+/// remote's `owner/name` (any host, https or ssh), else
+/// `local/{name of the git top level, or of dir}`.
+pub fn local_repository(dir: &std::path::Path) -> String {
+    if let Some(name) =
+        git(dir, &["remote", "get-url", "origin"]).and_then(|url| owner_and_name(&url))
+    {
+        return name;
+    }
+    let top = git(dir, &["rev-parse", "--show-toplevel"]).map(PathBuf::from);
+    let dir = top
+        .or_else(|| std::fs::canonicalize(dir).ok())
+        .unwrap_or_else(|| dir.to_path_buf());
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "root".into());
+    format!("local/{name}")
+}
+
+/// `owner/name` from `https://host/owner/name(.git)`, `git@host:owner/name`
+/// or `ssh://git@host/owner/name`.
+fn owner_and_name(url: &str) -> Option<String> {
+    let url = url.trim().trim_end_matches('/');
+    let path = match url.split_once("://") {
+        Some((_, rest)) => rest.split_once('/')?.1,
+        None => url.split_once(':').map_or(url, |(_, p)| p),
+    };
+    let path = path.strip_suffix(".git").unwrap_or(path);
+    let mut parts = path.rsplit('/').filter(|p| !p.is_empty());
+    let (name, owner) = (parts.next()?, parts.next()?);
+    Some(format!("{owner}/{name}"))
+}
+
 fn git(dir: &std::path::Path, args: &[&str]) -> Option<String> {
     let out = std::process::Command::new("git")
         .args(args)
@@ -182,4 +224,23 @@ fn git(dir: &std::path::Path, args: &[&str]) -> Option<String> {
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
         .filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::owner_and_name;
+
+    #[test]
+    fn remotes_of_every_form_give_owner_and_name() {
+        for url in [
+            "https://github.com/acme/web.git",
+            "https://github.com/acme/web",
+            "git@github.com:acme/web.git",
+            "ssh://git@github.com/acme/web.git",
+            "https://gitlab.example.com/group/acme/web/",
+        ] {
+            assert_eq!(owner_and_name(url).as_deref(), Some("acme/web"), "{url}");
+        }
+        assert_eq!(owner_and_name("web"), None);
+    }
 }

@@ -2,8 +2,8 @@
 //! same inputs give the same key on any machine.
 //!
 //! ```text
-//! deps:{repository}:{lockfile}:{lockfile-hash}:{toolchain}[:cfg-{h}][:env-{h}]
-//! output:{repository}:commit:{sha}:{toolchain}:{cfg-{h}|cfg-none}[:env-{h}]
+//! deps:{repository}:{toolchain}:{lockfile}:{lockfile-hash}[:cfg-{h}][:env-{h}]
+//! output:{repository}:{toolchain}:{cfg-{h}|cfg-none}:commit:{sha}[:env-{h}]
 //! ```
 //!
 //! - `{lockfile}`: the lockfiles' paths relative to the project directory,
@@ -18,13 +18,19 @@
 //!   values; only their hashes ever appear in a key or report.
 //!
 //! Parts are ordered from broad to narrow and end with `:`-separators, so
-//! restore-key ladders are prefixes (`deps:{repository}:{lockfile}:`).
+//! restore-key ladders are prefixes; the toolchain (and for outputs the
+//! build configuration) comes before anything a ladder drops, so no rung
+//! restores files built by another toolchain
+//! (`deps:{repository}:{toolchain}:{lockfile}:`).
 //! Every part is kept short (long ones become a prefix plus a hash) and
 //! commas are replaced, so keys always satisfy actions/cache's rules
 //! ([`validate_key`]).
 //!
-//! [`detect`] is also what `save` uses to fill `BuildProvenance`'s
-//! `lockfile_hash`, `toolchain` and `toolchains` ([`Derivation::apply_to`]).
+//! `save` records in `BuildProvenance` (and so in the index, for
+//! `admin invalidate --toolchain/--lockfile-hash`) what the key says:
+//! [`KeyInputs::of`] reads a key made here back; for any other key, what
+//! [`detect`] finds is kept only where the key contains it
+//! ([`record_inputs`]).
 //!
 //! May touch: the project directory it reads lockfiles and config files
 //! from, and the toolchains it runs with `--version`. Reads the named
@@ -344,7 +350,7 @@ impl KeyKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRequest {
     pub kind: KeyKind,
-    /// `owner/name`; empty means `local`.
+    /// `owner/name`; empty: [`crate::context::local_repository`] of `dir`.
     pub repository: String,
     /// For `output` keys; `None`: `git rev-parse HEAD` in `dir`.
     pub commit: Option<String>,
@@ -372,8 +378,12 @@ pub struct KeyReport {
 /// Derives a `deps` or `output` key (see the module doc for the formats).
 pub fn derive_key(req: &KeyRequest) -> Result<KeyReport, DeriveError> {
     let derivation = detect(&req.dir, &req.options)?;
+    let derived;
     let repository = match req.repository.trim() {
-        "" => "local",
+        "" => {
+            derived = crate::context::local_repository(&req.dir);
+            derived.as_str()
+        }
         r => r,
     };
     let repo = part(repository, MAX_PART);
@@ -390,12 +400,9 @@ pub fn derive_key(req: &KeyRequest) -> Result<KeyReport, DeriveError> {
             };
             let lockfile = derivation.lockfile_label();
             (
-                format!("deps:{repo}:{lockfile}:{hash}:{toolchain}"),
+                format!("deps:{repo}:{toolchain}:{lockfile}:{hash}"),
                 vec![cfg, env],
-                vec![
-                    format!("deps:{repo}:{lockfile}:{hash}:"),
-                    format!("deps:{repo}:{lockfile}:"),
-                ],
+                vec![format!("deps:{repo}:{toolchain}:{lockfile}:")],
                 None,
             )
         }
@@ -407,9 +414,9 @@ pub fn derive_key(req: &KeyRequest) -> Result<KeyReport, DeriveError> {
             let sha = part(&commit, MAX_COMMIT);
             let config = cfg.unwrap_or_else(|| NO_CONFIG.to_string());
             (
-                format!("output:{repo}:commit:{sha}:{toolchain}:{config}"),
+                format!("output:{repo}:{toolchain}:{config}:commit:{sha}"),
                 vec![env],
-                vec![format!("output:{repo}:commit:")],
+                vec![format!("output:{repo}:{toolchain}:{config}:commit:")],
                 Some(commit),
             )
         }
@@ -435,6 +442,80 @@ pub fn derive_key(req: &KeyRequest) -> Result<KeyReport, DeriveError> {
         commit,
         derivation,
     })
+}
+
+/// What a key made by [`derive_key`] says about its inputs: the toolchain
+/// part and, for a `deps` key, the lockfile hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInputs {
+    /// The toolchain part as in the key (`node-20.11.0`); `None` for `none`.
+    pub toolchain: Option<String>,
+    /// Parsed from the part (`node` → `20.11.0`); empty when shortened.
+    pub toolchains: BTreeMap<String, String>,
+    pub lockfile_hash: Option<String>,
+}
+
+impl KeyInputs {
+    /// Reads `key` back if it has one of [`derive_key`]'s layouts.
+    pub fn of(key: &str) -> Option<KeyInputs> {
+        let fields: Vec<&str> = key.split(':').collect();
+        let (toolchain, lockfile_hash) = match fields.as_slice() {
+            ["deps", _repo, toolchain, _lockfile, hash, ..]
+                if hash.len() == 32 && hash.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
+                (*toolchain, Some(hash.to_string()))
+            }
+            ["output", _repo, toolchain, config, "commit", _sha, ..]
+                if config.starts_with("cfg-") =>
+            {
+                (*toolchain, None)
+            }
+            _ => return None,
+        };
+        if toolchain.is_empty() {
+            return None;
+        }
+        let toolchain = (toolchain != NO_TOOLCHAIN).then(|| toolchain.to_string());
+        let toolchains = toolchain
+            .iter()
+            .filter(|t| !t.contains('~'))
+            .flat_map(|t| t.split('+'))
+            .filter_map(|tv| tv.split_once('-'))
+            .map(|(name, version)| (name.to_string(), version.to_string()))
+            .collect();
+        Some(KeyInputs {
+            toolchain,
+            toolchains,
+            lockfile_hash,
+        })
+    }
+}
+
+/// Sets `provenance`'s toolchain and lockfile hash to what `key` says: a
+/// key from [`derive_key`] is read back ([`KeyInputs::of`]); for any other
+/// key, `detected` (what is installed and locked here) is kept only where
+/// the key contains it (the toolchain's versions, the lockfile hash or its
+/// first 16 digits), so an entry is never recorded as built by inputs its
+/// key does not name.
+pub fn record_inputs(key: &str, detected: Option<&Derivation>, provenance: &mut BuildProvenance) {
+    if let Some(inputs) = KeyInputs::of(key) {
+        provenance.toolchain = inputs.toolchain;
+        provenance.toolchains = inputs.toolchains;
+        provenance.lockfile_hash = inputs.lockfile_hash;
+        return;
+    }
+    let Some(d) = detected else {
+        return;
+    };
+    let named = !d.toolchains.is_empty() && d.toolchains.values().all(|v| key.contains(v.as_str()));
+    if named {
+        provenance.toolchain = d.toolchain.clone();
+        provenance.toolchains = d.toolchains.clone();
+    }
+    provenance.lockfile_hash = d
+        .lockfile_hash
+        .clone()
+        .filter(|h| key.contains(&h[..h.len().min(SHORT_HASH)]));
 }
 
 /// Prints a report (the key alone, or JSON) and, when `github_output` is
@@ -496,14 +577,14 @@ pub struct KeyArgs {
 #[derive(Debug, Clone, Subcommand)]
 pub enum KeyCommand {
     /// Key for dependencies:
-    /// deps:{repository}:{lockfile}:{lockfile-hash}:{toolchain}.
+    /// deps:{repository}:{toolchain}:{lockfile}:{lockfile-hash}.
     #[command(after_help = "Examples:\n  \
         runcache key deps\n  \
         runcache key deps --lockfile web/package-lock.json --toolchain node=20.11.0\n  \
         runcache key deps --json")]
     Deps(DeriveArgs),
     /// Key for build outputs:
-    /// output:{repository}:commit:{sha}:{toolchain}:{config}.
+    /// output:{repository}:{toolchain}:{config}:commit:{sha}.
     #[command(after_help = "Examples:\n  \
         runcache key output --build-config release --env RUSTFLAGS\n  \
         runcache key output --sha $(git rev-parse HEAD) --toolchain rustc=1.85.0")]
@@ -548,7 +629,8 @@ pub struct DeriveArgs {
         allow_hyphen_values = true
     )]
     pub config_values: Vec<String>,
-    /// Repository (`owner/name`); default `local`.
+    /// Repository (`owner/name`); default: `$GITHUB_REPOSITORY`, else the
+    /// `origin` remote's owner/name, else `local/{directory name}`.
     #[arg(long, env = "GITHUB_REPOSITORY")]
     pub repository: Option<String>,
     /// Print every part of the key as JSON.

@@ -74,6 +74,7 @@ enum Command {
     /// Show the effective configuration and where each value came from.
     Config {
         /// Print JSON.
+        /// Print the result as JSON on stdout.
         #[arg(long)]
         json: bool,
     },
@@ -82,12 +83,22 @@ enum Command {
 /// A repository, and optionally one of its refs.
 #[derive(Debug, Args)]
 struct RepositoryArgs {
-    /// The repository (`owner/name`).
-    #[arg(long, env = "GITHUB_REPOSITORY", default_value = "local")]
-    repository: String,
+    /// The repository (`owner/name`); default: `$GITHUB_REPOSITORY`, else
+    /// the current directory's `origin` remote, else `local/{directory}`.
+    #[arg(long, env = "GITHUB_REPOSITORY")]
+    repository: Option<String>,
     /// Only this ref (`refs/heads/main`).
     #[arg(long = "ref")]
     git_ref: Option<String>,
+}
+
+impl RepositoryArgs {
+    fn repository(&self) -> String {
+        match self.repository.as_deref().map(str::trim) {
+            Some(r) if !r.is_empty() => r.to_string(),
+            _ => runcache::context::local_repository(std::path::Path::new(".")),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -109,6 +120,7 @@ enum AdminCommand {
         /// How many of the most accessed entries to list.
         #[arg(long, default_value_t = runcache::admin::DEFAULT_TOP)]
         top: usize,
+        /// Print the result as JSON on stdout.
         #[arg(long)]
         json: bool,
     },
@@ -116,6 +128,7 @@ enum AdminCommand {
     Ls {
         #[command(flatten)]
         at: RepositoryArgs,
+        /// Print the result as JSON on stdout.
         #[arg(long)]
         json: bool,
     },
@@ -125,6 +138,7 @@ enum AdminCommand {
         hash_or_key: String,
         #[command(flatten)]
         at: RepositoryArgs,
+        /// Print the result as JSON on stdout.
         #[arg(long)]
         json: bool,
     },
@@ -132,16 +146,25 @@ enum AdminCommand {
     /// least one of repository, toolchain, lockfile hash, key prefix).
     /// Enqueued for the invalidate worker; applied at once on the local
     /// backend.
+    #[command(after_help = "Examples:\n  \
+        runcache admin invalidate --toolchain node-20.11.0 --reason 'node 20.11 native addons break'\n  \
+        runcache admin invalidate --repository acme/web --key-prefix deps:acme/web: --reason 'poisoned'")]
     Invalidate {
+        /// Entries of this repository (`owner/name`).
         #[arg(long)]
         repository: Option<String>,
         /// Narrow to one ref (with another selector).
         #[arg(long = "ref")]
         git_ref: Option<String>,
+        /// Entries whose key names this toolchain, as in the key
+        /// (`node-20.11.0`; see `runcache admin provenance`).
         #[arg(long)]
         toolchain: Option<String>,
+        /// Entries whose key names this lockfile hash (32 hex digits, the
+        /// part `runcache key deps` puts in the key).
         #[arg(long)]
         lockfile_hash: Option<String>,
+        /// Entries whose key starts with this.
         #[arg(long)]
         key_prefix: Option<String>,
         /// Why (kept in the audit record and shown by restores' explain).
@@ -150,12 +173,14 @@ enum AdminCommand {
         /// Who asks (default: $GITHUB_ACTOR, else $USER).
         #[arg(long)]
         requested_by: Option<String>,
+        /// Print the result as JSON on stdout.
         #[arg(long)]
         json: bool,
     },
     /// Re-hash every CAS object; exit 1 if any does not match its name, is
     /// unreadable, or a live entry's blob is missing (for a cron alert).
     Verify {
+        /// Print the result as JSON on stdout.
         #[arg(long)]
         json: bool,
     },
@@ -790,13 +815,8 @@ async fn admin_command(config: &Config, cmd: AdminCommand) -> Result<ExitCode> {
                 }
             })?;
         }
-        AdminCommand::Ls {
-            at: RepositoryArgs {
-                repository,
-                git_ref,
-            },
-            json,
-        } => {
+        AdminCommand::Ls { at, json } => {
+            let (repository, git_ref) = (at.repository(), at.git_ref);
             let entries = admin::ls(&backend, &repository, git_ref.as_deref()).await?;
             print(json, &entries, &|| {
                 for e in &entries {
@@ -817,12 +837,10 @@ async fn admin_command(config: &Config, cmd: AdminCommand) -> Result<ExitCode> {
         }
         AdminCommand::Provenance {
             hash_or_key,
-            at: RepositoryArgs {
-                repository,
-                git_ref,
-            },
+            at,
             json,
         } => {
+            let (repository, git_ref) = (at.repository(), at.git_ref);
             let report = admin::provenance(
                 &backend,
                 &hash_or_key,

@@ -131,8 +131,8 @@ pub async fn save(
     // Provenance runs processes (git, a version query per toolchain):
     // gather it while archiving.
     let provenance = tokio::task::spawn_blocking({
-        let ctx = ctx.clone();
-        move || build_provenance(&ctx)
+        let (ctx, key) = (ctx.clone(), req.key.clone());
+        move || build_provenance(&ctx, &key)
     });
     // An import is checked the way a restore here would take it before
     // anything is staged: a file no restore accepts is never saved.
@@ -270,18 +270,23 @@ pub async fn save(
 }
 
 /// Provenance from the Actions environment and git, plus the lockfile
-/// hash and toolchains (for the index's toolchain/lockfile queries), the
-/// latter best effort: a save never fails for them.
-fn build_provenance(ctx: &RunContext) -> runcache_schemas::BuildProvenance {
+/// hash and toolchain the key names (for the index's toolchain/lockfile
+/// queries: `derive::record_inputs`), best effort: a save never fails for
+/// them.
+fn build_provenance(ctx: &RunContext, key: &str) -> runcache_schemas::BuildProvenance {
     let mut provenance = ctx.provenance();
-    let opts = crate::derive::DeriveOptions {
-        toolchain_timeout: std::time::Duration::from_secs(3),
-        ..Default::default()
+    let detected = if crate::derive::KeyInputs::of(key).is_some() {
+        None // the key says it all: nothing to run
+    } else {
+        let opts = crate::derive::DeriveOptions {
+            toolchain_timeout: std::time::Duration::from_secs(3),
+            ..Default::default()
+        };
+        crate::derive::detect(&ctx.workspace, &opts)
+            .inspect_err(|e| tracing::debug!(error = %e, "no build inputs detected"))
+            .ok()
     };
-    match crate::derive::detect(&ctx.workspace, &opts) {
-        Ok(derivation) => derivation.apply_to(&mut provenance),
-        Err(e) => tracing::debug!(error = %e, "no build inputs recorded"),
-    }
+    crate::derive::record_inputs(key, detected.as_ref(), &mut provenance);
     provenance
 }
 
