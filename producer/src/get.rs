@@ -108,7 +108,9 @@ pub async fn get(
                 what: format!("creating {}", dir.display()),
                 source,
             })?;
-            let input = SyncIoBridge::new(fetch::open(backend, &hash).await?);
+            let input = crate::interrupt::Interruptible(SyncIoBridge::new(
+                fetch::open(backend, &hash).await?,
+            ));
             let (dir_owned, limits, expected) =
                 (dir.clone(), limits.clone(), hash.hex().to_string());
             // `~` patterns would land in the home directory, not under --out:

@@ -51,8 +51,9 @@ pub fn check(
     if let Some(other) = other_format(&magic[..n]) {
         return Err(refuse(format!("it is {other}, not zstd"), None));
     }
-    let input =
-        BufReader::new(File::open(file).map_err(|e| refuse(format!("cannot open it: {e}"), None))?);
+    let input = crate::interrupt::Interruptible(BufReader::new(
+        File::open(file).map_err(|e| refuse(format!("cannot open it: {e}"), None))?,
+    ));
     let extraction = Extraction::unpack(input, workspace, patterns, &ExtractLimits::default())
         .map_err(|e| refuse(reason_for(&e), Some(e)))?;
     let summary = extraction.summary().clone();

@@ -22,6 +22,7 @@ pub mod derive;
 pub mod explain;
 pub mod get;
 pub mod import;
+pub mod interrupt;
 pub use runcache_cache::keys;
 pub mod outputs;
 pub mod pipe;

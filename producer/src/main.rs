@@ -412,9 +412,33 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = match runtime.block_on(run(cli)) {
-        Ok(code) => code,
-        Err(e) => {
+    // Ctrl-C (and job cancellation) stops a transfer and removes its
+    // partial files; other commands end as the signal's default says.
+    let transfer = match &cli.command {
+        Command::Save(_) => Some("save"),
+        Command::Restore(_) => Some("restore"),
+        Command::Get(_) => Some("get"),
+        _ => None,
+    };
+    if transfer.is_some() {
+        runtime.spawn(runcache::interrupt::listen());
+    }
+    let result = runtime.block_on(run(cli));
+    let code = match (transfer, result) {
+        (Some(what), result) if runcache::interrupt::interrupted() => {
+            let how = match (result, what) {
+                (Ok(_), _) => "it had finished",
+                (Err(_), "save") => "nothing was saved and the partial upload was removed",
+                (Err(_), _) => {
+                    "nothing was restored; the partial extraction was removed and the \
+                     targets are as they were"
+                }
+            };
+            runcache::annotate::warning(&format!("{what} interrupted: {how}"));
+            ExitCode::from(130)
+        }
+        (_, Ok(code)) => code,
+        (_, Err(e)) => {
             runcache::annotate::error(&runcache_infra::describe(e.as_ref()));
             ExitCode::FAILURE
         }

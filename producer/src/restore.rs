@@ -169,7 +169,8 @@ async fn download_and_extract(
 ) -> Result<(u64, u64), RestoreError> {
     let bar = crate::progress::bar("downloading", Some(size), req.progress);
     let body = crate::progress::track(fetch::open(backend, expected).await?, &bar);
-    let input = SyncIoBridge::new(body);
+    // Ctrl-C fails the next read: the extraction directory is removed.
+    let input = crate::interrupt::Interruptible(SyncIoBridge::new(body));
     let (workspace, paths, limits) = (
         ctx.workspace.clone(),
         req.query.paths.clone(),

@@ -17,6 +17,8 @@ use runcache_cache::stage::{self, Claim, StageError, Upload, Written};
 use runcache_infra::{Backend, Config, StoreError};
 use runcache_schemas::ContentHash;
 use runcache_worker::settle::{self, UploadFate};
+
+use crate::interrupt::Interruptible;
 use serde::Serialize;
 use thiserror::Error;
 use tracing::{info, instrument, warn};
@@ -169,9 +171,14 @@ pub async fn save(
     };
     let archiver = tokio::task::spawn_blocking(move || {
         let mut writer = writer;
-        let result = match &from_archive {
-            Some(file) => copy_archive(file, &mut writer),
-            None => runcache_archive::create(&paths, &workspace, &mut writer, &opts),
+        let result = {
+            // Ctrl-C stops the archive here; the upload then fails and
+            // removes what it wrote.
+            let mut out = Interruptible(&mut writer);
+            match &from_archive {
+                Some(file) => copy_archive(file, &mut out),
+                None => runcache_archive::create(&paths, &workspace, &mut out, &opts),
+            }
         };
         match result {
             Ok(summary) => writer
