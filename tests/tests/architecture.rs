@@ -270,3 +270,49 @@ fn the_link_check_sees_links() {
         PathBuf::from("/repo/docs/b.md")
     );
 }
+
+/// The README's first command (`bash scripts/demo.sh`) builds the local
+/// backend only: no AWS SDK crate in what it compiles (#22 item 9).
+#[test]
+fn the_demo_builds_the_local_default_without_the_aws_sdk() {
+    let demo = fs::read_to_string(root().join("scripts/demo.sh")).unwrap();
+    let build = demo
+        .lines()
+        .find(|l| l.trim_start().starts_with("cargo build"))
+        .expect("demo.sh builds with cargo");
+    assert!(
+        build.contains("--no-default-features") && !build.contains(" -q"),
+        "the demo builds without the aws feature and shows cargo's progress: {build}"
+    );
+    let tree = std::process::Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--offline",
+            "-p",
+            "runcache",
+            "--no-default-features",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+        ])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        tree.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tree.stderr)
+    );
+    let tree = String::from_utf8_lossy(&tree.stdout);
+    let aws: Vec<&str> = tree
+        .lines()
+        .filter(|l| {
+            ["aws-sdk-", "aws-config", "aws-smithy"]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .collect();
+    assert!(aws.is_empty(), "the local build pulls in {aws:?}");
+    assert!(tree.lines().any(|l| l.starts_with("rusqlite")), "{tree}");
+}
