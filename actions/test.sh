@@ -4,11 +4,13 @@
 # env from the step's `env:` block with `${{ inputs.* }}` and
 # `${{ steps.*.outputs.* }}` evaluated, input defaults applied, step outputs
 # read back from $GITHUB_OUTPUT) against a stub `runcache` that records its
-# argv, and checks the argv and outputs.
+# argv, and checks the argv and outputs. At the end it runs the JavaScript
+# action's test, actions/cache/test.mjs, against the real runcache binary
+# ($RUNCACHE_BIN, else target/debug/runcache: `cargo build -p runcache`).
 #
 #   bash actions/test.sh
 #
-# Needs bash 4+ and awk; nothing else.
+# Needs bash 4+ and awk; node 20+ and the runcache binary for actions/cache.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 work=$(mktemp -d)
@@ -261,6 +263,9 @@ for action in ["restore-cache", "save-cache"]:
         env = dict(line.split("\t", 1) for line in (out / f"{n}.env").read_text().splitlines())
         if env != {k: str(v) for k, v in step.get("env", {}).items()}:
             ok = False; print(action, "step", n, "env differs")
+doc = yaml.safe_load((here / "cache" / "action.yml").read_text())
+if doc["runs"] != {"using": "node20", "main": "main.js", "post": "post.js", "post-if": "success()"}:
+    ok = False; print("cache runs", doc["runs"])
 sys.exit(0 if ok else 1)
 PY
 fi
@@ -465,6 +470,19 @@ IN[enableCrossOsArchive]=maybe
 run_action save-cache
 expect_rc_nonzero
 expect_no_call
+
+# --- cache (the JavaScript action, against the real runcache) ------------------
+
+case_ "cache: actions/cache/test.mjs (node, the real runcache binary)"
+runcache_bin=${RUNCACHE_BIN:-target/debug/runcache}
+[[ $runcache_bin == /* ]] || runcache_bin="$here/../$runcache_bin"
+if ! command -v node >/dev/null 2>&1; then
+  fail "node is not installed; actions/cache/test.mjs needs node 20+"
+elif [[ ! -x $runcache_bin ]]; then
+  fail "no runcache binary at $runcache_bin: build it first with \`cargo build -p runcache\` (or set RUNCACHE_BIN)"
+elif ! RUNCACHE_BIN=$runcache_bin node "$here/cache/test.mjs"; then
+  fail "actions/cache/test.mjs failed; see its output above"
+fi
 
 echo
 if [[ $failed -gt 0 ]]; then
