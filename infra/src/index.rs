@@ -372,6 +372,7 @@ pub fn selects(selector: &InvalidationSelector, entry: &IndexEntry) -> bool {
         && set(&selector.toolchain).is_none_or(|t| entry.toolchain == t)
         && set(&selector.lockfile_hash).is_none_or(|l| entry.lockfile_hash.as_deref() == Some(&l))
         && set(&selector.key_prefix).is_none_or(|p| entry.cache_key.starts_with(&p))
+        && set(&selector.cache_key).is_none_or(|k| entry.cache_key == k)
 }
 
 /// Every entry (any state) the selector matches, through the narrowest

@@ -204,12 +204,15 @@ pub struct InvalidationRequested {
 
 /// Validates the selector and enqueues `cache.invalidate`; the invalidate
 /// worker applies it. An empty selector (it would match everything) is
-/// refused here, before anything is sent.
+/// refused here, before anything is sent. `purge_corrupt_blobs`: the worker
+/// also removes each matched entry's blob from the CAS if it does not hash
+/// to its name (`admin delete`).
 pub async fn invalidate(
     backend: &Backend,
     selector: InvalidationSelector,
     reason: &str,
     requested_by: &str,
+    purge_corrupt_blobs: bool,
 ) -> Result<InvalidationRequested, AdminError> {
     selector
         .validate()
@@ -231,6 +234,7 @@ pub async fn invalidate(
         reason: reason.to_string(),
         requested_by: requested_by.to_string(),
         requested_at: backend.clock.now(),
+        purge_corrupt_blobs,
     };
     let message_id = backend
         .invalidate

@@ -177,6 +177,29 @@ enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Remove one entry (every ref, or one with --ref), audited, and its
+    /// blob from the CAS if that does not hash to its name, so the next
+    /// save of the key stores fresh bytes: how to get rid of an entry every
+    /// restore refuses (`runcache explain` says when a hit cannot restore).
+    /// To replace an entry, delete it and save again.
+    #[command(after_help = "Example:\n  \
+        runcache admin delete deps:acme/web:node-20.11.0:package-lock.json:5d41… \\\n      \
+        --ref refs/heads/main --reason 'corrupt blob; rebuilding'")]
+    Delete {
+        /// The cache key, exactly.
+        key: String,
+        #[command(flatten)]
+        at: RepositoryArgs,
+        /// Why (kept in the audit record and shown by restores' explain).
+        #[arg(long)]
+        reason: String,
+        /// Who asks (default: $GITHUB_ACTOR, else $USER).
+        #[arg(long)]
+        requested_by: Option<String>,
+        /// Print the result as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Re-hash every CAS object; exit 1 if any does not match its name, is
     /// unreadable, or a live entry's blob is missing (for a cron alert).
     Verify {
@@ -903,11 +926,12 @@ async fn admin_command(config: &Config, cmd: AdminCommand) -> Result<ExitCode> {
                 toolchain,
                 lockfile_hash,
                 key_prefix,
+                cache_key: None,
             };
             let by = requested_by
                 .or_else(RunContext::requester)
                 .unwrap_or_else(|| "unknown".into());
-            let request = admin::invalidate(&backend, selector, &reason, &by).await?;
+            let request = admin::invalidate(&backend, selector, &reason, &by, false).await?;
             if inline {
                 let drained = runcache_worker::settle::invalidations(&backend).await;
                 if let Some(why) = drained.stopped_by {
@@ -920,6 +944,56 @@ async fn admin_command(config: &Config, cmd: AdminCommand) -> Result<ExitCode> {
             print(json, &request, &|| {
                 println!(
                     "invalidation {} {} ({} live entries matched when sent)",
+                    request.request_id,
+                    if inline {
+                        "applied"
+                    } else {
+                        "enqueued for the invalidate worker"
+                    },
+                    request.live_matches_now
+                );
+            })?;
+        }
+        AdminCommand::Delete {
+            key,
+            at,
+            reason,
+            requested_by,
+            json,
+        } => {
+            let selector = runcache_schemas::InvalidationSelector {
+                repository: Some(at.repository()),
+                git_ref: at.git_ref.clone(),
+                cache_key: Some(key.clone()),
+                ..Default::default()
+            };
+            let by = requested_by
+                .or_else(RunContext::requester)
+                .unwrap_or_else(|| "unknown".into());
+            let request = admin::invalidate(&backend, selector, &reason, &by, true).await?;
+            if request.live_matches_now == 0 {
+                anyhow::bail!(
+                    "no live entry `{key}` in {}{}; `runcache admin ls` lists them",
+                    at.repository(),
+                    at.git_ref
+                        .as_deref()
+                        .map(|r| format!(" {r}"))
+                        .unwrap_or_default()
+                );
+            }
+            if inline {
+                let drained = runcache_worker::settle::invalidations(&backend).await;
+                if let Some(why) = drained.stopped_by {
+                    anyhow::bail!(
+                        "deletion {} was recorded but not applied: {why}",
+                        request.request_id
+                    );
+                }
+            }
+            print(json, &request, &|| {
+                println!(
+                    "deletion {} of `{key}` {} ({} live entries); a blob that does not verify is \
+                     removed too, so the next save stores fresh bytes",
                     request.request_id,
                     if inline {
                         "applied"

@@ -135,6 +135,9 @@ pub struct InvalidationSelector {
     pub toolchain: Option<String>,
     pub lockfile_hash: Option<String>,
     pub key_prefix: Option<String>,
+    /// Exactly this key (`runcache admin delete`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_key: Option<String>,
 }
 
 impl InvalidationSelector {
@@ -145,6 +148,7 @@ impl InvalidationSelector {
             || set(&self.toolchain)
             || set(&self.lockfile_hash)
             || set(&self.key_prefix)
+            || set(&self.cache_key)
         {
             Ok(())
         } else {
@@ -164,6 +168,12 @@ pub struct CacheInvalidate {
     pub reason: String,
     pub requested_by: String,
     pub requested_at: DateTime<Utc>,
+    /// Also re-hash each invalidated entry's blob and delete it from the
+    /// CAS when it does not hash to its name (missing or corrupt), so the
+    /// next save of the key stores fresh bytes instead of deduplicating
+    /// onto the broken ones (`runcache admin delete`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub purge_corrupt_blobs: bool,
 }
 
 impl Contract for CacheInvalidate {

@@ -105,7 +105,7 @@ async fn save_restore_metrics_invalidate_miss_and_sweep() {
         repository: Some(REPO.into()),
         ..Default::default()
     };
-    let requested = admin::invalidate(&backend, selector, "bad compiler", "alice")
+    let requested = admin::invalidate(&backend, selector, "bad compiler", "alice", false)
         .await
         .unwrap();
     assert_eq!(requested.live_matches_now, 1);

@@ -34,7 +34,7 @@ use runcache_schemas::{
     AuditAction, AuditRecord, CacheInvalidate, EntryState, Event, IndexEntry, OutcomeKind,
 };
 use serde::Serialize;
-use tracing::{info, instrument};
+use tracing::{info, instrument, warn};
 
 use crate::{
     consumer::{Handler, Outcome},
@@ -58,6 +58,9 @@ pub struct InvalidationReport {
     /// Entries an earlier delivery of the same request had invalidated
     /// (their audit record and outcome were completed again).
     pub resumed: u64,
+    /// Blobs removed from the CAS because they did not hash to their name
+    /// (`purge_corrupt_blobs`).
+    pub purged: u64,
 }
 
 impl Invalidator {
@@ -143,14 +146,58 @@ impl Invalidator {
                 ),
             )
             .await?;
+            if ev.purge_corrupt_blobs && self.purge_if_corrupt(ev, &entry).await? {
+                report.purged += 1;
+            }
         }
         info!(
             matched = report.matched,
             invalidated = report.invalidated,
             resumed = report.resumed,
+            purged = report.purged,
             "invalidation applied"
         );
         Ok(report)
+    }
+
+    /// Re-hashes `entry`'s blob and deletes it (audited) when it does not
+    /// hash to its name, so a later save stores fresh bytes rather than
+    /// deduplicating onto it. A blob already gone is nothing to do (a
+    /// redelivery, or a blob that was missing all along).
+    async fn purge_if_corrupt(
+        &self,
+        ev: &CacheInvalidate,
+        entry: &IndexEntry,
+    ) -> Result<bool, StoreError> {
+        let b = &self.backend;
+        let body = match b.blobs.get(&entry.s3_key, None).await {
+            Ok(body) => body,
+            Err(e) if e.is_not_found() => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let reason = match runcache_infra::digest::digest(body).await {
+            Ok(d) if d.hash == entry.content_hash => return Ok(false),
+            Ok(d) => format!("the blob hashes to {}, not to its name", d.hash),
+            Err(e) => format!("the blob is unreadable: {e}"),
+        };
+        b.blobs.delete(&entry.s3_key).await?;
+        warn!(key = %entry.s3_key, %reason, "corrupt blob removed from the CAS");
+        b.index
+            .append_audit(&AuditRecord {
+                audit_id: format!("purged-{}-{}", ev.request_id, entry.content_hash.hex()),
+                action: AuditAction::Deleted,
+                repository: entry.repository.clone(),
+                git_ref: Some(entry.git_ref.clone()),
+                cache_key: Some(entry.cache_key.clone()),
+                cache_version: Some(entry.cache_version.clone()),
+                content_hash: Some(entry.content_hash.clone()),
+                reason: format!("{reason} ({})", ev.reason),
+                rule: "verification".into(),
+                actor: ev.requested_by.clone(),
+                at: ev.requested_at,
+            })
+            .await?;
+        Ok(true)
     }
 }
 

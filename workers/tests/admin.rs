@@ -155,7 +155,14 @@ async fn invalidate_validates_and_enqueues_for_the_worker() {
     let e = env();
     save(&e, "u1", "deps-1", &main_scope(), b"1").await;
     assert!(matches!(
-        admin::invalidate(&e.backend, InvalidationSelector::default(), "why", "me").await,
+        admin::invalidate(
+            &e.backend,
+            InvalidationSelector::default(),
+            "why",
+            "me",
+            false
+        )
+        .await,
         Err(AdminError::InvalidSelector(_))
     ));
     assert_eq!(
@@ -169,9 +176,15 @@ async fn invalidate_validates_and_enqueues_for_the_worker() {
         key_prefix: Some("deps-".into()),
         ..Default::default()
     };
-    let sent = admin::invalidate(&e.backend, selector.clone(), "bad lockfile", "ops@acme")
-        .await
-        .unwrap();
+    let sent = admin::invalidate(
+        &e.backend,
+        selector.clone(),
+        "bad lockfile",
+        "ops@acme",
+        false,
+    )
+    .await
+    .unwrap();
     assert_eq!(sent.live_matches_now, 1);
     // Enqueued only: still restorable until the worker runs.
     assert!(lookup(&e.backend, &main_scope(), "deps-1").await.is_some());

@@ -140,6 +140,7 @@ async fn save_promote_access_invalidate_and_sweep(e: Env) {
         reason: "poisoned lockfile".into(),
         requested_by: "ops@acme".into(),
         requested_at: e.now(),
+        purge_corrupt_blobs: false,
     };
     send(&*e.backend.invalidate, &request).await;
     let r = serve(

@@ -24,6 +24,7 @@ crate::backend_tests!(
     redelivery_leaves_one_audit_record_per_entry,
     a_crash_after_any_invalidate_step_then_redelivery_ends_consistent,
     selectors_combine_with_and,
+    a_deletion_purges_a_corrupt_blob_once_and_keeps_a_sound_one,
 );
 
 fn request(
@@ -37,6 +38,7 @@ fn request(
         reason: "lockfile compromised".into(),
         requested_by: "admin@acme".into(),
         requested_at: at,
+        purge_corrupt_blobs: false,
     }
 }
 
@@ -333,4 +335,68 @@ async fn selectors_combine_with_and(e: Env) {
         ..sel
     };
     assert!(!selects(&sel, &entry));
+}
+
+/// `admin delete`'s request (an exact key, `purge_corrupt_blobs`): the
+/// entry is invalidated and its blob, if it does not hash to its name,
+/// removed from the CAS with an audit record, once however often it is
+/// delivered; a sound blob (maybe shared by other entries) stays.
+async fn a_deletion_purges_a_corrupt_blob_once_and_keeps_a_sound_one(e: Env) {
+    let bad = save(&e, "u1", "deps-1", &main_scope(), b"one").await;
+    let good = save(&e, "u2", "deps-2", &main_scope(), b"two").await;
+    e.backend
+        .blobs
+        .put(
+            &bad.s3_key,
+            Box::pin(std::io::Cursor::new(b"bit rot".to_vec())),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let delete = |id: &str, key: &str| CacheInvalidate {
+        purge_corrupt_blobs: true,
+        ..request(
+            id,
+            InvalidationSelector {
+                repository: Some(REPO.into()),
+                cache_key: Some(key.into()),
+                ..Default::default()
+            },
+            e.now(),
+        )
+    };
+    let invalidator = Invalidator::new(e.backend.clone());
+    let first = invalidator
+        .invalidate(&delete("d1", "deps-1"))
+        .await
+        .unwrap();
+    assert_eq!((first.invalidated, first.purged), (1, 1));
+    // Redelivered: nothing more to purge, no second record.
+    let again = invalidator
+        .invalidate(&delete("d1", "deps-1"))
+        .await
+        .unwrap();
+    assert_eq!(again.purged, 0);
+    assert!(e.backend.blobs.head(&bad.s3_key).await.unwrap().is_none());
+    let deleted: Vec<_> = e
+        .backend
+        .index
+        .audit_log(REPO, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.action == AuditAction::Deleted)
+        .collect();
+    assert_eq!(deleted.len(), 1, "{deleted:?}");
+    assert_eq!(deleted[0].cache_key.as_deref(), Some("deps-1"));
+    assert_eq!(deleted[0].rule, "verification");
+
+    // The exact key only: deps-2 untouched until asked; its sound blob stays.
+    assert!(lookup(&e.backend, &main_scope(), "deps-2").await.is_some());
+    let sound = invalidator
+        .invalidate(&delete("d2", "deps-2"))
+        .await
+        .unwrap();
+    assert_eq!((sound.invalidated, sound.purged), (1, 0));
+    assert!(e.backend.blobs.head(&good.s3_key).await.unwrap().is_some());
 }

@@ -508,6 +508,7 @@ impl<'a> Simulation<'a> {
                 reason: "simulated: a broken dependency found in the cache".into(),
                 requested_by: "simulator".into(),
                 requested_at: self.now(),
+                purge_corrupt_blobs: false,
             })
             .await?;
         Ok(())

@@ -107,6 +107,16 @@ pub async fn explain(
         findings: Vec::new(),
         not_checked: Vec::new(),
     };
+    if let Some(hit) = &hit {
+        if let Some(reason) = unrestorable(backend, &hit.entry).await {
+            out.findings.push(Finding::Unrestorable {
+                git_ref: hit.entry.git_ref.clone(),
+                key: hit.entry.cache_key.clone(),
+                content_hash: hit.entry.content_hash.to_string(),
+                reason,
+            });
+        }
+    }
     if out.result.hit_kind != HitKind::Exact {
         let mut look = Look {
             backend,
@@ -127,11 +137,35 @@ pub async fn explain(
         look.closest_keys().await;
         // Stable sort: the likeliest reasons first, the search's order within.
         look.findings.sort_by_key(Finding::rank);
-        out.findings = look.findings;
+        out.findings.extend(look.findings);
         out.not_checked = look.not_checked;
     }
     out.summary = summary(&out);
     Ok(out)
+}
+
+/// Why the blob of a found entry cannot be restored, if it cannot: it is
+/// missing, or it does not hash to its name (read and hashed in full, as a
+/// restore would).
+async fn unrestorable(backend: &Backend, entry: &runcache_schemas::IndexEntry) -> Option<String> {
+    let body = match backend.blobs.get(&entry.s3_key, None).await {
+        Ok(body) => body,
+        Err(e) if e.is_not_found() => {
+            return Some(format!(
+                "its blob {} is missing from the store",
+                entry.s3_key
+            ))
+        }
+        Err(e) => return Some(format!("its blob {} is unreadable: {e}", entry.s3_key)),
+    };
+    match runcache_infra::digest::digest(body).await {
+        Ok(d) if d.hash == entry.content_hash => None,
+        Ok(d) => Some(format!(
+            "its blob {} is corrupt (it hashes to {})",
+            entry.s3_key, d.hash
+        )),
+        Err(e) => Some(format!("its blob {} is unreadable: {e}", entry.s3_key)),
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,21 @@ use super::*;
 
 pub(super) fn summary(x: &Explanation) -> String {
     let key = &x.primary_key;
+    if let Some(Finding::Unrestorable {
+        key: found, reason, ..
+    }) = x
+        .findings
+        .iter()
+        .find(|f| matches!(f, Finding::Unrestorable { .. }))
+    {
+        return format!(
+            "Restore finds `{found}` in {} but cannot restore it: {reason}. Every restore \
+             of it will fail (as a miss): remove it with `runcache admin delete {found} \
+             --ref {} --reason …` and save again.",
+            x.result.matched_ref.as_deref().unwrap_or("?"),
+            x.result.matched_ref.as_deref().unwrap_or("?"),
+        );
+    }
     match x.result.hit_kind {
         HitKind::Exact => format!(
             "`{key}` matches exactly in {}: restore restores it (cache-hit=true).",
@@ -72,6 +87,12 @@ impl Finding {
     /// One line for people.
     pub fn describe(&self, x: &Explanation) -> String {
         match self {
+            Finding::Unrestorable {
+                git_ref,
+                key,
+                content_hash,
+                reason,
+            } => format!("`{key}` in {git_ref} ({content_hash}) cannot be restored: {reason}"),
             Finding::VersionMismatch {
                 git_ref,
                 key,

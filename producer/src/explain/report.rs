@@ -99,6 +99,14 @@ pub struct NearbyKey {
     rename_all_fields = "camelCase"
 )]
 pub enum Finding {
+    /// The search finds this entry, but its blob cannot be restored: it is
+    /// missing from the CAS or does not hash to its name.
+    Unrestorable {
+        git_ref: String,
+        key: String,
+        content_hash: String,
+        reason: String,
+    },
     /// The key exists in a readable scope under another version.
     VersionMismatch {
         git_ref: String,
@@ -166,6 +174,7 @@ impl Finding {
     /// Order in reports: what most often explains a miss comes first.
     pub(super) fn rank(&self) -> u8 {
         match self {
+            Finding::Unrestorable { .. } => 0,
             Finding::Invalidated(_) => 0,
             Finding::Evicted(_) => 1,
             Finding::VersionMismatch { .. } => 2,
@@ -180,6 +189,7 @@ impl Finding {
 
     pub(super) fn kind(&self) -> &'static str {
         match self {
+            Finding::Unrestorable { .. } => "unrestorable",
             Finding::VersionMismatch { .. } => "version-mismatch",
             Finding::OtherScope { .. } => "other-scope",
             Finding::Invalidated(_) => "invalidated",
