@@ -29,8 +29,9 @@
 //!
 //! The decompressed stream is capped at `max_unpacked_bytes` as it is read
 //! (and a file is refused before it is written when its declared size would
-//! pass the cap), and entries at `max_entries`. Modes are kept without the
-//! setuid, setgid and sticky bits; mtimes are kept; owners are not.
+//! pass the cap), and entries at `max_entries`. File modes are kept without
+//! the setuid, setgid and sticky bits, directory modes with setgid and
+//! sticky (never setuid); mtimes are kept; owners are not.
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -54,8 +55,12 @@ use crate::{ArchiveError, Limit};
 /// Decompressed bytes tolerated after the end-of-archive marker (tar pads
 /// to its 10 KiB record size).
 const MAX_TRAILING_BYTES: u64 = 1024 * 1024;
-/// Mode bits kept: permissions, without setuid, setgid and sticky.
+/// Mode bits kept on files: permissions, without setuid, setgid and sticky.
 const MODE_MASK: u32 = 0o777;
+/// Mode bits kept on directories: permissions plus setgid (new files get
+/// the directory's group, as in shared caches) and sticky, which grant
+/// nothing by themselves.
+const DIR_MODE_MASK: u32 = 0o3777;
 
 /// Caps against decompression bombs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -271,7 +276,7 @@ impl Extraction {
             if !lstat(dest)?.is_some_and(|m| m.is_dir()) {
                 continue; // replaced by a later entry of another kind
             }
-            fs::set_permissions(dest, Permissions::from_mode(meta.mode & MODE_MASK))
+            fs::set_permissions(dest, Permissions::from_mode(meta.mode & DIR_MODE_MASK))
                 .map_err(ArchiveError::io(dest))?;
             let mtime = meta.mtime.to_file_time();
             filetime::set_symlink_file_times(dest, mtime, mtime).map_err(ArchiveError::io(dest))?;

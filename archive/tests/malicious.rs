@@ -467,8 +467,10 @@ fn tilde_roots_accept_their_dotdot_names_and_nothing_else() {
     assert_unsafe(&err, "outside every declared path");
 }
 
+/// Files lose setuid, setgid and sticky; directories keep setgid and
+/// sticky (group inheritance, shared tmp-like dirs), never setuid.
 #[test]
-fn setuid_setgid_and_sticky_bits_are_stripped() {
+fn files_lose_setuid_setgid_and_sticky_and_directories_keep_setgid_and_sticky() {
     use std::os::unix::fs::PermissionsExt;
     let sb = sandbox();
     let mut archive = tar();
@@ -479,6 +481,13 @@ fn setuid_setgid_and_sticky_bits_are_stripped() {
         b"",
         b"",
         0o1777,
+    );
+    archive.push(
+        b"node_modules/shared/",
+        EntryType::Directory,
+        b"",
+        b"",
+        0o6775,
     );
     sb.unpack(&archive.zstd(), &["node_modules"])
         .expect("unpack")
@@ -492,5 +501,10 @@ fn setuid_setgid_and_sticky_bits_are_stripped() {
             & 0o7777
     };
     assert_eq!(mode("node_modules/suid"), 0o755);
-    assert_eq!(mode("node_modules/sticky"), 0o777);
+    assert_eq!(mode("node_modules/sticky"), 0o1777);
+    assert_eq!(
+        mode("node_modules/shared"),
+        0o2775,
+        "setgid kept, setuid not"
+    );
 }

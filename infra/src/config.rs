@@ -261,10 +261,12 @@ impl Config {
         if self.max_receives == 0 {
             return bad("max_receives", "must be at least 1");
         }
-        if !(1..=22).contains(&self.zstd_level) {
+        if !(1..=19).contains(&self.zstd_level) {
+            // 20–22 ("ultra") need --ultra, far more memory and time for a
+            // few percent: the CLI's --compression-level has the same range.
             return bad(
                 "zstd_level",
-                "must be between 1 and 22 (3 is a good default)",
+                "must be between 1 and 19 (3 is a good default)",
             );
         }
         if self.default_branch.is_empty() {

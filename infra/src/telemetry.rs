@@ -144,8 +144,11 @@ pub fn init(service_name: &str) -> Telemetry {
 pub fn init_with(settings: Settings) -> Telemetry {
     let filter = EnvFilter::try_from_env("RUNCACHE_LOG")
         .unwrap_or_else(|_| EnvFilter::new(&settings.default_log_filter));
+    // Colour only for a person at a terminal: CI logs and files get text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let fmt = match settings.log_format {
         LogFormat::Plain => tracing_subscriber::fmt::layer()
+            .with_ansi(ansi)
             .with_writer(std::io::stderr)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()

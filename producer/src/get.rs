@@ -124,6 +124,12 @@ pub async fn get(
             (dir.clone(), summary.compressed_bytes)
         }
     };
+    // A blob shared by several repositories has a record for each: show
+    // only this repository's (the others' commits and workflows are theirs).
+    let provenance = provenance
+        .into_iter()
+        .filter(|p| p.build.repository == ctx.scope.repository)
+        .collect();
     Ok(GetReport {
         content_hash: hash.to_string(),
         key: entry.as_ref().map(|e| e.cache_key.clone()),

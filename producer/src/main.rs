@@ -218,7 +218,7 @@ struct SaveArgs {
     #[arg(long = "path", required = true)]
     paths: Vec<String>,
     /// zstd level, 1–19 (default from config: 3).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=19))]
     compression_level: Option<i32>,
     /// Store this ready archive (an actions/cache `cache.tzst`: POSIX tar +
     /// zstd) as it is, under the version the --path patterns give; workers
@@ -669,7 +669,12 @@ async fn restore_command(config: &Config, args: RestoreArgs, quiet: bool) -> Res
             return Ok(ExitCode::SUCCESS);
         }
     };
-    emit_outputs(&report.outputs, &args.lookup.key, args.json)?;
+    emit_outputs_then(&report.outputs, &args.lookup.key, false, args.json)?;
+    if args.json {
+        let mut report = report.clone();
+        report.outputs.cache_primary_key = args.lookup.key.clone();
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
     if !quiet {
         match report.hit_kind {
             HitKind::Miss => eprintln!(
@@ -710,10 +715,22 @@ async fn restore_command(config: &Config, args: RestoreArgs, quiet: bool) -> Res
     Ok(ExitCode::SUCCESS)
 }
 
+/// Writes the step outputs to `$GITHUB_OUTPUT` and prints them (`name=value`
+/// lines, or JSON); `json_follows`: print nothing, the caller prints the
+/// whole report as JSON.
 fn emit_outputs(
     outputs: &runcache::outputs::RestoreOutputs,
     primary: &str,
     json: bool,
+) -> Result<()> {
+    emit_outputs_then(outputs, primary, json, false)
+}
+
+fn emit_outputs_then(
+    outputs: &runcache::outputs::RestoreOutputs,
+    primary: &str,
+    json: bool,
+    json_follows: bool,
 ) -> Result<()> {
     let mut outputs = outputs.clone();
     outputs.cache_primary_key = primary.to_string();
@@ -723,7 +740,7 @@ fn emit_outputs(
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&outputs)?);
-    } else {
+    } else if !json_follows {
         for (name, value) in outputs.lines() {
             println!("{name}={value}");
         }

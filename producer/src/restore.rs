@@ -75,14 +75,23 @@ impl RestoreRequest {
     }
 }
 
+/// What a restore did; `restore --json` prints it (the step outputs at the
+/// top level, as before, then the rest).
 #[derive(Debug, Clone, Serialize)]
 pub struct RestoreReport {
+    #[serde(flatten)]
     pub outputs: RestoreOutputs,
     pub hit_kind: HitKind,
     pub matched_ref: Option<String>,
     pub content_hash: Option<String>,
     pub bytes: u64,
     pub entries: u64,
+    /// The index search.
+    pub lookup_ms: u64,
+    /// Download and extraction, which run as one streaming pass (the
+    /// download waits when extraction falls behind), hashed on the way.
+    pub transfer_ms: u64,
+    /// Everything, lookup to last file in place.
     pub duration_ms: u64,
 }
 
@@ -120,6 +129,8 @@ pub async fn restore(
         content_hash: None,
         bytes: 0,
         entries: 0,
+        lookup_ms,
+        transfer_ms: 0,
         duration_ms: lookup_ms,
     };
     let mut accessed = access_event(&job, &lookup_req, hit.as_ref(), lookup_ms);
@@ -139,6 +150,7 @@ pub async fn restore(
         let result =
             download_and_extract(backend, ctx, req, entry.size_bytes, &entry.content_hash).await;
         accessed.download_ms = transfer.elapsed().as_millis() as u64;
+        report.transfer_ms = accessed.download_ms;
         match result {
             Ok((bytes, entries)) => {
                 report.bytes = bytes;
