@@ -10,6 +10,8 @@ use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 use crate::paths::{absolute_workspace, normalize};
 use crate::resolve::resolve_paths;
@@ -18,7 +20,7 @@ use crate::tar_write::{EntryKind, Mtime, TarWriter};
 use crate::ArchiveError;
 
 /// How to compress.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ArchiveOptions {
     /// zstd level (default 3, as actions/cache's `zstd -T0`).
     pub zstd_level: i32,
@@ -26,6 +28,10 @@ pub struct ArchiveOptions {
     /// calling thread). The output does not depend on the count as long as it
     /// is at least 1.
     pub zstd_workers: u32,
+    /// When set, the tar bytes written so far (before compression), updated
+    /// as the archive grows, for a progress display that compares it with
+    /// [`input_bytes`].
+    pub progress: Option<Arc<AtomicU64>>,
 }
 
 impl Default for ArchiveOptions {
@@ -34,6 +40,7 @@ impl Default for ArchiveOptions {
         ArchiveOptions {
             zstd_level: 3,
             zstd_workers: u32::try_from(cores).unwrap_or(1),
+            progress: None,
         }
     }
 }
@@ -70,6 +77,18 @@ pub fn create(
     create_from_paths(&names, workspace, out, opts)
 }
 
+/// The bytes of the regular files among `names` (as [`resolve_paths`]
+/// returns them): what archiving them reads, so a progress display has a
+/// total before the archive exists. Entries that vanished count as 0.
+pub fn input_bytes(names: &[PathBuf], workspace: &Path) -> u64 {
+    names
+        .iter()
+        .filter_map(|name| fs::symlink_metadata(normalize(&workspace.join(name))).ok())
+        .filter(|meta| meta.is_file())
+        .map(|meta| meta.len())
+        .sum()
+}
+
 /// [`create`] for an already resolved list of entry names (relative to
 /// `workspace`, as [`resolve_paths`] returns them). Writes exactly these
 /// entries, in this order: a directory's contents are written only if they
@@ -89,7 +108,7 @@ pub fn create_from_paths(
     if opts.zstd_workers > 0 {
         encoder.multithread(opts.zstd_workers).map_err(output)?;
     }
-    let mut tar = TarWriter::new(CountingWriter::new(encoder));
+    let mut tar = TarWriter::new(CountingWriter::new(encoder, opts.progress.clone()));
 
     let mut entries = 0;
     for name in names {

@@ -36,7 +36,7 @@ mod tar_write;
 
 use sha2::{Digest, Sha256};
 
-pub use create::{create, create_from_paths, ArchiveOptions, ArchiveSummary};
+pub use create::{create, create_from_paths, input_bytes, ArchiveOptions, ArchiveSummary};
 pub use error::{ArchiveError, Limit};
 pub use extract::{ExtractLimits, ExtractSummary, Extraction};
 pub use resolve::{resolve_paths, resolve_paths_with_home};

@@ -6,6 +6,8 @@ use std::cell::Cell;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -48,11 +50,17 @@ impl<W: Write> Write for HashingWriter<W> {
 pub(crate) struct CountingWriter<W> {
     inner: W,
     bytes: u64,
+    /// Where the count is published for another thread, if anyone watches.
+    published: Option<Arc<AtomicU64>>,
 }
 
 impl<W: Write> CountingWriter<W> {
-    pub fn new(inner: W) -> Self {
-        CountingWriter { inner, bytes: 0 }
+    pub fn new(inner: W, published: Option<Arc<AtomicU64>>) -> Self {
+        CountingWriter {
+            inner,
+            bytes: 0,
+            published,
+        }
     }
 
     pub fn finish(self) -> (u64, W) {
@@ -64,6 +72,9 @@ impl<W: Write> Write for CountingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.bytes += n as u64;
+        if let Some(published) = &self.published {
+            published.store(self.bytes, Ordering::Relaxed);
+        }
         Ok(n)
     }
 

@@ -3,6 +3,8 @@
 //! never with `--quiet`. The one-line summary the commands print is
 //! separate and always there.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -11,18 +13,18 @@ use runcache_infra::BlobReader;
 /// How long a transfer runs before its progress bar appears.
 const SHOW_AFTER: Duration = Duration::from_secs(2);
 
-/// A bar that stays hidden until [`SHOW_AFTER`] has passed.
+/// How often a followed count is copied onto its bar.
+const TICK: Duration = Duration::from_millis(100);
+
+/// A bar that stays hidden until [`SHOW_AFTER`] has passed. With no
+/// `total` it shows a total, a bar and an ETA as soon as one is set with
+/// `set_length` (before that, bytes, rate and time).
 pub fn bar(label: &str, total: Option<u64>, enabled: bool) -> ProgressBar {
-    let bar = match total {
-        Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::hidden()),
-        None => ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden()),
-    };
-    let template = if total.is_some() {
-        "{prefix} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
-    } else {
-        "{prefix} {bytes} {bytes_per_sec} {elapsed}"
-    };
-    if let Ok(style) = ProgressStyle::with_template(template) {
+    let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::hidden());
+    // indicatif draws a bar with no length as if its total were unknown.
+    if let Ok(style) = ProgressStyle::with_template(
+        "{prefix} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
         bar.set_style(style);
     }
     bar.set_prefix(label.to_string());
@@ -36,6 +38,18 @@ pub fn bar(label: &str, total: Option<u64>, enabled: bool) -> ProgressBar {
         });
     }
     bar
+}
+
+/// Keeps `bar` at the count another thread publishes in `done` until the
+/// returned task is aborted (or the bar finishes).
+pub fn follow(bar: &ProgressBar, done: Arc<AtomicU64>) -> tokio::task::JoinHandle<()> {
+    let bar = bar.clone();
+    tokio::spawn(async move {
+        while !bar.is_finished() {
+            bar.set_position(done.load(Ordering::Relaxed));
+            tokio::time::sleep(TICK).await;
+        }
+    })
 }
 
 /// Wraps a stream so that reading it advances `bar`.

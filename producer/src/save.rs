@@ -9,7 +9,11 @@
 //! happens here, through `runcache_worker::settle`, so a restore right
 //! after works.
 
-use std::{path::PathBuf, time::Instant};
+use std::{
+    path::PathBuf,
+    sync::{atomic::AtomicU64, Arc},
+    time::Instant,
+};
 
 use chrono::Utc;
 use runcache_archive::{ArchiveError, ArchiveOptions, COMPRESSION};
@@ -153,48 +157,47 @@ pub async fn save(
     let upload = Upload::new(tier, claim);
     let (writer, reader) = crate::pipe::pipe();
     let (paths, workspace) = (req.paths.clone(), ctx.workspace.clone());
+    let from_archive = req.from_archive.clone();
+    // Progress is measured on what is read: the archive's size is known
+    // only at its end. An import reads its file; a save its files' bytes.
+    let bar = crate::progress::bar("saving", None, req.progress);
+    let archived_bytes = Arc::new(AtomicU64::new(0));
     let opts = ArchiveOptions {
         zstd_level: req.zstd_level,
+        progress: Some(archived_bytes.clone()),
         ..ArchiveOptions::default()
     };
-    let from_archive = req.from_archive.clone();
-    let total = match &from_archive {
-        Some(file) => Some(
-            std::fs::metadata(file)
-                .map_err(|source| ArchiveError::Io {
-                    path: file.clone(),
-                    source,
-                })?
-                .len(),
-        ),
-        None => None,
+    let archiver = {
+        let (bar, archived_bytes) = (bar.clone(), archived_bytes.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut writer = writer;
+            let result = {
+                // Ctrl-C stops the archive here; the upload then fails and
+                // removes what it wrote.
+                let mut out = Interruptible(&mut writer);
+                match &from_archive {
+                    Some(file) => copy_archive(file, &mut out, &archived_bytes, &bar),
+                    None => runcache_archive::resolve_paths(&paths, &workspace).and_then(|names| {
+                        bar.set_length(runcache_archive::input_bytes(&names, &workspace));
+                        runcache_archive::create_from_paths(&names, &workspace, &mut out, &opts)
+                    }),
+                }
+            };
+            match result {
+                Ok(summary) => writer
+                    .finish()
+                    .map(|()| summary)
+                    .map_err(|source| ArchiveError::Output { source }),
+                Err(e) => {
+                    writer.fail(std::io::Error::other(e.to_string()));
+                    Err(e)
+                }
+            }
+        })
     };
-    let archiver = tokio::task::spawn_blocking(move || {
-        let mut writer = writer;
-        let result = {
-            // Ctrl-C stops the archive here; the upload then fails and
-            // removes what it wrote.
-            let mut out = Interruptible(&mut writer);
-            match &from_archive {
-                Some(file) => copy_archive(file, &mut out),
-                None => runcache_archive::create(&paths, &workspace, &mut out, &opts),
-            }
-        };
-        match result {
-            Ok(summary) => writer
-                .finish()
-                .map(|()| summary)
-                .map_err(|source| ArchiveError::Output { source }),
-            Err(e) => {
-                writer.fail(std::io::Error::other(e.to_string()));
-                Err(e)
-            }
-        }
-    });
-    let bar = crate::progress::bar("uploading", total, req.progress);
-    let uploaded = upload
-        .put(backend, crate::progress::track(reader, &bar))
-        .await;
+    let ticker = crate::progress::follow(&bar, archived_bytes.clone());
+    let uploaded = upload.put(backend, reader).await;
+    ticker.abort();
     bar.finish_and_clear();
     let archived = archiver.await.map_err(|e| SaveError::Task(e.to_string()))?;
     let (mut summary, uploaded) = match (archived, uploaded) {
@@ -300,9 +303,13 @@ fn build_provenance(ctx: &RunContext, key: &str) -> runcache_schemas::BuildProve
 /// `--from-archive`: streams a ready archive into the pipe, hashing it on
 /// the way (after `import::check` took it as a restore would; the hashes
 /// must agree). Promote checks the hash and every restore the paths again.
+/// Copies a ready archive to `out`, hashing it, and counts what it read in
+/// `read` against the file's size on `bar`.
 fn copy_archive(
     file: &std::path::Path,
     out: &mut impl std::io::Write,
+    read: &AtomicU64,
+    bar: &indicatif::ProgressBar,
 ) -> Result<runcache_archive::ArchiveSummary, ArchiveError> {
     use sha2::{Digest, Sha256};
     use std::io::Read;
@@ -311,6 +318,7 @@ fn copy_archive(
         source,
     };
     let mut input = std::fs::File::open(file).map_err(io_err)?;
+    bar.set_length(input.metadata().map_err(io_err)?.len());
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
@@ -323,6 +331,7 @@ fn copy_archive(
         out.write_all(&buf[..n])
             .map_err(|source| ArchiveError::Output { source })?;
         total += n as u64;
+        read.store(total, std::sync::atomic::Ordering::Relaxed);
     }
     Ok(runcache_archive::ArchiveSummary {
         sha256_hex: hex::encode(hasher.finalize()),

@@ -145,3 +145,49 @@ fn logs_that_are_not_a_terminal_have_no_colour_codes_and_admin_flags_have_help()
         }
     }
 }
+
+/// Incompressible bytes, so level 19 takes long enough to show progress.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+#[allow(clippy::disallowed_methods)] // passes the test runner's PATH on
+fn save_progress_on_a_terminal_has_a_total_and_an_eta_and_says_saving() {
+    let s = Sandbox::new();
+    fs::create_dir_all(s.ws().join("dist")).unwrap();
+    fs::write(s.ws().join("dist/big"), noise(64 << 20)).unwrap();
+    let command = format!(
+        "{} save --key k --path dist --compression-level 19",
+        env!("CARGO_BIN_EXE_runcache")
+    );
+    // `script` gives the binary a terminal, as a person at a shell has.
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(s.ws())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", s.root())
+        .env("TERM", "xterm")
+        .env("RUNCACHE_HOME", s.home())
+        .env("GITHUB_REPOSITORY", "acme/widgets")
+        .env("GITHUB_REF", MAIN)
+        .env("GITHUB_EVENT_NAME", "push")
+        .output()
+        .expect("script (util-linux) runs the binary on a terminal");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("runcache: saved `k`"), "{shown}");
+    assert!(shown.contains("saving "), "no progress line: {shown}");
+    assert!(shown.contains("/64.00 MiB"), "no total: {shown}");
+    assert!(shown.contains("eta "), "no ETA: {shown}");
+    assert!(!shown.contains("uploading"), "{shown}");
+}
