@@ -140,6 +140,7 @@ fn create_is_deterministic() {
         let opts = ArchiveOptions {
             zstd_level: 3,
             zstd_workers,
+            progress: None,
         };
         runcache_archive::create_from_paths(&names, &sb.ws, &mut out, &opts).expect("create");
         out
