@@ -167,6 +167,7 @@ pub async fn save(
         progress: Some(archived_bytes.clone()),
         ..ArchiveOptions::default()
     };
+    let show_progress = req.progress;
     let archiver = {
         let (bar, archived_bytes) = (bar.clone(), archived_bytes.clone());
         tokio::task::spawn_blocking(move || {
@@ -178,7 +179,10 @@ pub async fn save(
                 match &from_archive {
                     Some(file) => copy_archive(file, &mut out, &archived_bytes, &bar),
                     None => runcache_archive::resolve_paths(&paths, &workspace).and_then(|names| {
-                        bar.set_length(runcache_archive::input_bytes(&names, &workspace));
+                        if show_progress {
+                            // One more stat per file, only when someone may watch.
+                            bar.set_length(runcache_archive::input_bytes(&names, &workspace));
+                        }
                         runcache_archive::create_from_paths(&names, &workspace, &mut out, &opts)
                     }),
                 }
