@@ -17,11 +17,10 @@ const SHOW_AFTER: Duration = Duration::from_secs(2);
 const TICK: Duration = Duration::from_millis(100);
 
 /// A bar that stays hidden until [`SHOW_AFTER`] has passed. With no
-/// `total` it shows a total, a bar and an ETA as soon as one is set with
-/// `set_length` (before that, bytes, rate and time).
+/// `total`, set one with `set_length` before it shows (a save does, once
+/// its paths are resolved); until then its total reads 0 B.
 pub fn bar(label: &str, total: Option<u64>, enabled: bool) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::hidden());
-    // indicatif draws a bar with no length as if its total were unknown.
     if let Ok(style) = ProgressStyle::with_template(
         "{prefix} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
     ) {
