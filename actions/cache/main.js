@@ -5,7 +5,8 @@
  * runner's GITHUB_STATE file.
  *
  * `runcache restore` writes the outputs cache-hit, cache-primary-key and
- * cache-matched-key to $GITHUB_OUTPUT itself and prints them as JSON; this
+ * cache-matched-key to $GITHUB_OUTPUT itself and prints its report as JSON
+ * (the `runcache.restore` document: `cacheHit`, `cacheMatchedKey`…); this
  * step writes them only when runcache gave none (it did not start, or
  * failed first). A cache problem is a warning and a miss; only
  * `fail-on-cache-miss: true` fails the step when nothing matched, and a
@@ -50,24 +51,25 @@ function main() {
   lib.saveState('key', key);
 
   const r = lib.run(bin, args, { capture: true });
-  let outputs = null;
+  let report = null;
   try {
-    outputs = JSON.parse(r.stdout);
+    report = JSON.parse(r.stdout);
   } catch {
-    // runcache did not start, or failed before printing its outputs.
+    // runcache did not start, or failed before printing its report.
   }
-  const gave = outputs !== null && typeof outputs === 'object';
+  const gave = report !== null && typeof report === 'object' && report.schema === 'runcache.restore';
   if (!gave) {
     if (r.error) {
       lib.warning(`runcache not found (${bin}): install it on the runner or set the runcache-path or version input; continuing without cache`);
     } else {
       lib.warning(`runcache restore failed (exit ${r.status}); continuing without cache`);
     }
-    outputs = { 'cache-hit': '', 'cache-primary-key': key, 'cache-matched-key': '' };
+    const outputs = { 'cache-hit': '', 'cache-primary-key': key, 'cache-matched-key': '' };
     for (const [name, value] of Object.entries(outputs)) lib.fileCommand('GITHUB_OUTPUT', name, value);
+    report = {};
   }
-  const hit = outputs['cache-hit'] || '';
-  const matched = outputs['cache-matched-key'] || '';
+  const hit = report.cacheHit || '';
+  const matched = report.cacheMatchedKey || '';
   lib.saveState('cache-hit', hit);
   lib.saveState('cache-matched-key', matched);
 

@@ -191,7 +191,7 @@ function stored(sb, key) {
     encoding: 'utf8',
   });
   assert.equal(r.status, 0, r.stderr);
-  return JSON.parse(r.stdout)['cache-hit'] === 'true';
+  return JSON.parse(r.stdout).cacheHit === 'true';
 }
 
 const RUNCACHE = { 'runcache-path': BIN };

@@ -178,7 +178,7 @@ impl Default for DeriveOptions {
 
 /// A build configuration file that went into the config hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "camelCase")]
 pub struct ConfigFile {
     /// Relative to the project directory, `/`-separated.
     pub path: String,
@@ -188,7 +188,7 @@ pub struct ConfigFile {
 /// Everything detected about what affects a build. Holds no absolute paths,
 /// so two checkouts of the same commit give equal derivations.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "camelCase")]
 pub struct Derivation {
     /// Sorted by path.
     pub lockfiles: Vec<Lockfile>,
@@ -361,7 +361,7 @@ pub struct KeyRequest {
 
 /// A derived key with every part that went into it (`--json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "camelCase")]
 pub struct KeyReport {
     pub kind: KeyKind,
     pub key: String,
@@ -557,7 +557,7 @@ pub fn emit(
         .map_err(gh)?;
     }
     let text = if json {
-        serde_json::to_string_pretty(report).expect("a key report serialises")
+        crate::json::document("key", report).expect("a key report serialises")
     } else {
         report.key.clone()
     };

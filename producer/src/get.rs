@@ -39,6 +39,7 @@ pub enum GetOutput {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct GetReport {
     pub content_hash: String,
     pub key: Option<String>,

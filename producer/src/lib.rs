@@ -9,6 +9,7 @@
 //!   evictions, staged or rejected saves, the closest keys).
 //! - [`pipe`]: bridges between the sync archive code and async ports.
 //! - [`outputs`]: `cache-hit` & co. to `$GITHUB_OUTPUT` and stdout.
+//! - [`json`]: the one style and versioned envelope of every `--json`.
 //!
 //! May touch: the ports of `runcache-infra`, the archive crate, the local
 //! filesystem it archives or restores into. Never `artifacts/`, the index
@@ -23,6 +24,7 @@ pub mod explain;
 pub mod get;
 pub mod import;
 pub mod interrupt;
+pub mod json;
 pub use runcache_cache::keys;
 pub mod outputs;
 pub mod pipe;

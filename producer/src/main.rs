@@ -9,8 +9,9 @@ use runcache::{
     context::{RunContext, ScopeArgs},
     explain::explain,
     get::{get, GetOutput, GetTarget},
+    json,
     outputs::write_github_output,
-    restore::{restore, RestoreQuery, RestoreRequest},
+    restore::{restore, RestoreQuery, RestoreReport, RestoreRequest},
     save::{save, SaveReport, SaveRequest},
 };
 use runcache_archive::ExtractLimits;
@@ -487,7 +488,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Config { json } => {
             let settings = loaded.explain();
             if json {
-                println!("{}", serde_json::to_string_pretty(&settings)?);
+                println!("{}", config_document(&settings)?);
             } else {
                 if let Some(file) = &loaded.file {
                     println!("# config file: {}", file.display());
@@ -513,7 +514,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .await
                 .context("save failed")?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                println!("{}", json::document("save", &report)?);
             }
             if !cli.quiet {
                 match &report {
@@ -567,7 +568,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .await
                 .context("get failed")?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                println!("{}", json::document("get", &report)?);
             }
             if !cli.quiet {
                 eprintln!(
@@ -610,7 +611,7 @@ fn unconfigured(cli: &Cli, error: anyhow::Error) -> Result<ExitCode> {
             // Listing what was given needs the file to exist, at least.
             let given = Config::given(cli.config.as_deref()).unwrap_or_default();
             if *json {
-                println!("{}", serde_json::to_string_pretty(&given)?);
+                println!("{}", config_document(&given)?);
             } else {
                 println!("# the settings as given (they do not make a valid configuration):");
                 for s in given {
@@ -630,7 +631,11 @@ fn restore_failed(args: &RestoreArgs, error: &anyhow::Error) -> Result<()> {
         "restore failed, continuing without cache: {}",
         runcache_infra::describe(error.as_ref())
     ));
-    emit_outputs(&Default::default(), &args.lookup.key, args.json)?;
+    let report = RestoreReport::failed(&args.lookup.key, runcache_infra::describe(error.as_ref()));
+    emit_outputs(&report.outputs, &args.lookup.key, args.json)?;
+    if args.json {
+        println!("{}", json::document("restore", &report)?);
+    }
     if args.fail_on_cache_miss {
         bail!(
             "no cache restored for `{}` and --fail-on-cache-miss is set",
@@ -669,11 +674,11 @@ async fn restore_command(config: &Config, args: RestoreArgs, quiet: bool) -> Res
             return Ok(ExitCode::SUCCESS);
         }
     };
-    emit_outputs_then(&report.outputs, &args.lookup.key, false, args.json)?;
+    emit_outputs(&report.outputs, &args.lookup.key, args.json)?;
     if args.json {
         let mut report = report.clone();
         report.outputs.cache_primary_key = args.lookup.key.clone();
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", json::document("restore", &report)?);
     }
     if !quiet {
         match report.hit_kind {
@@ -715,22 +720,12 @@ async fn restore_command(config: &Config, args: RestoreArgs, quiet: bool) -> Res
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes the step outputs to `$GITHUB_OUTPUT` and prints them (`name=value`
-/// lines, or JSON); `json_follows`: print nothing, the caller prints the
-/// whole report as JSON.
+/// Writes the step outputs to `$GITHUB_OUTPUT` and, unless `--json` (then
+/// the caller prints the whole report), prints them as `name=value` lines.
 fn emit_outputs(
     outputs: &runcache::outputs::RestoreOutputs,
     primary: &str,
     json: bool,
-) -> Result<()> {
-    emit_outputs_then(outputs, primary, json, false)
-}
-
-fn emit_outputs_then(
-    outputs: &runcache::outputs::RestoreOutputs,
-    primary: &str,
-    json: bool,
-    json_follows: bool,
 ) -> Result<()> {
     let mut outputs = outputs.clone();
     outputs.cache_primary_key = primary.to_string();
@@ -738,14 +733,21 @@ fn emit_outputs_then(
         write_github_output(&path, &outputs.lines())
             .with_context(|| format!("writing step outputs to {}", path.display()))?;
     }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&outputs)?);
-    } else if !json_follows {
+    if !json {
         for (name, value) in outputs.lines() {
             println!("{name}={value}");
         }
     }
     Ok(())
+}
+
+/// `config --json`: the settings, as a versioned document.
+fn config_document(settings: &[runcache_infra::config::Setting]) -> Result<String> {
+    #[derive(serde::Serialize)]
+    struct Settings<'a> {
+        settings: &'a [runcache_infra::config::Setting],
+    }
+    Ok(json::document("config", &Settings { settings })?)
 }
 
 /// `runcache serve`: the protocol door (`runcache-server`) in this binary,
@@ -824,14 +826,16 @@ async fn admin_command(config: &Config, cmd: AdminCommand) -> Result<ExitCode> {
     // Where no worker runs (the local backend by default), this command does
     // the workers' part of its own work.
     let inline = config.runs_workers_inline();
-    let print = |json: bool, value: &dyn erased::Json, text: &dyn Fn()| -> Result<()> {
-        if json {
-            println!("{}", value.to_json()?);
-        } else {
-            text();
-        }
-        Ok(())
-    };
+    // `document`: the command's name in the JSON's `schema`.
+    let print =
+        |json: bool, document: &str, value: &dyn erased::Json, text: &dyn Fn()| -> Result<()> {
+            if json {
+                println!("{}", value.to_json(&format!("admin.{document}"))?);
+            } else {
+                text();
+            }
+            Ok(())
+        };
     match cmd {
         AdminCommand::Bootstrap => unreachable!("handled by the caller"),
         AdminCommand::Stats {
@@ -854,7 +858,7 @@ async fn admin_command(config: &Config, cmd: AdminCommand) -> Result<ExitCode> {
             }
             let since = chrono::Utc::now() - chrono::Duration::days(days);
             let report = admin::stats(&backend, repository.as_deref(), since, top).await?;
-            print(json, &report, &|| {
+            print(json, "stats", &report, &|| {
                 if report.repositories.is_empty() {
                     println!(
                         "no entries or restores since {}",
@@ -882,7 +886,7 @@ async fn admin_command(config: &Config, cmd: AdminCommand) -> Result<ExitCode> {
         AdminCommand::Ls { at, json } => {
             let (repository, git_ref) = (at.repository(), at.git_ref);
             let entries = admin::ls(&backend, &repository, git_ref.as_deref()).await?;
-            print(json, &entries, &|| {
+            print(json, "ls", &Entries { entries: &entries }, &|| {
                 for e in &entries {
                     println!(
                         "{:<11} {}  {:<24} {}  {}  {}",
@@ -912,7 +916,7 @@ async fn admin_command(config: &Config, cmd: AdminCommand) -> Result<ExitCode> {
                 git_ref.as_deref(),
             )
             .await?;
-            print(json, &report, &|| {
+            print(json, "provenance", &report, &|| {
                 for r in &report.records {
                     println!(
                         "{}  key `{}` in {}\n    built from {} at {} by {} run {} ({}, trust {})\n    toolchain {}  lockfile {}  build {}  promoted {} by {}",
@@ -958,7 +962,7 @@ async fn admin_command(config: &Config, cmd: AdminCommand) -> Result<ExitCode> {
                     );
                 }
             }
-            print(json, &request, &|| {
+            print(json, "invalidate", &request, &|| {
                 println!(
                     "invalidation {} {} ({} live entries matched when sent)",
                     request.request_id,
@@ -1007,7 +1011,7 @@ async fn admin_command(config: &Config, cmd: AdminCommand) -> Result<ExitCode> {
                     );
                 }
             }
-            print(json, &request, &|| {
+            print(json, "delete", &request, &|| {
                 println!(
                     "deletion {} of `{key}` {} ({} live entries); a blob that does not verify is \
                      removed too, so the next save stores fresh bytes",
@@ -1023,7 +1027,7 @@ async fn admin_command(config: &Config, cmd: AdminCommand) -> Result<ExitCode> {
         }
         AdminCommand::Verify { json } => {
             let report = admin::verify(&backend).await?;
-            print(json, &report, &|| {
+            print(json, "verify", &report, &|| {
                 println!(
                     "checked {} objects ({})",
                     report.checked,
@@ -1050,13 +1054,20 @@ async fn admin_command(config: &Config, cmd: AdminCommand) -> Result<ExitCode> {
 /// Lets `admin_command` print any report as JSON through one closure.
 mod erased {
     pub trait Json {
-        fn to_json(&self) -> serde_json::Result<String>;
+        fn to_json(&self, document: &str) -> serde_json::Result<String>;
     }
     impl<T: serde::Serialize> Json for T {
-        fn to_json(&self) -> serde_json::Result<String> {
-            serde_json::to_string_pretty(self)
+        fn to_json(&self, document: &str) -> serde_json::Result<String> {
+            runcache::json::document(document, self)
         }
     }
+}
+
+/// `admin ls --json`: the entries in a named field, as every document is an
+/// object.
+#[derive(serde::Serialize)]
+struct Entries<'a, T> {
+    entries: &'a [T],
 }
 
 #[cfg(feature = "aws")]

@@ -5,8 +5,11 @@ use std::{io::Write, path::Path};
 
 use serde::Serialize;
 
+/// In JSON the fields are `cacheHit`, `cachePrimaryKey`, `cacheMatchedKey`
+/// (one style for every document, see [`crate::json`]); the step outputs
+/// keep actions/cache's names ([`RestoreOutputs::lines`]).
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "camelCase")]
 pub struct RestoreOutputs {
     /// `true` on an exact match, `false` on a prefix match, empty on a miss.
     pub cache_hit: String,

@@ -78,6 +78,7 @@ impl RestoreRequest {
 /// What a restore did; `restore --json` prints it (the step outputs at the
 /// top level, as before, then the rest).
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RestoreReport {
     #[serde(flatten)]
     pub outputs: RestoreOutputs,
@@ -93,6 +94,31 @@ pub struct RestoreReport {
     pub transfer_ms: u64,
     /// Everything, lookup to last file in place.
     pub duration_ms: u64,
+    /// Why the restore could not run (it then reports a miss and the build
+    /// goes on uncached).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl RestoreReport {
+    /// The miss a restore that could not run reports for `primary_key`.
+    pub fn failed(primary_key: &str, error: String) -> Self {
+        Self {
+            outputs: RestoreOutputs {
+                cache_primary_key: primary_key.to_string(),
+                ..Default::default()
+            },
+            hit_kind: HitKind::Miss,
+            matched_ref: None,
+            content_hash: None,
+            bytes: 0,
+            entries: 0,
+            lookup_ms: 0,
+            transfer_ms: 0,
+            duration_ms: 0,
+            error: Some(error),
+        }
+    }
 }
 
 #[derive(Debug, Error)]
@@ -132,6 +158,7 @@ pub async fn restore(
         lookup_ms,
         transfer_ms: 0,
         duration_ms: lookup_ms,
+        error: None,
     };
     let mut accessed = access_event(&job, &lookup_req, hit.as_ref(), lookup_ms);
     accessed.lookup_only = req.lookup_only;

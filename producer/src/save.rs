@@ -65,7 +65,11 @@ impl SaveRequest {
 
 /// What `save` did.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(tag = "status", rename_all = "kebab-case")]
+#[serde(
+    tag = "status",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
 pub enum SaveReport {
     /// A live entry already has this key in this scope: nothing uploaded.
     AlreadyCached { key: String, content_hash: String },

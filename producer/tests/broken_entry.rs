@@ -19,7 +19,7 @@ fn a_corrupt_entry_is_explained_deleted_and_saved_again() {
         &s.run(&["save", "--key", "k", "--path", "dist", "--json"], MAIN)
     ))
     .unwrap();
-    let hash = saved["content_hash"].as_str().unwrap().to_string();
+    let hash = saved["contentHash"].as_str().unwrap().to_string();
     let hex = hash.trim_start_matches("sha256:");
     let blob = s.home().join("blobs/artifacts").join(hex);
     fs::set_permissions(&blob, fs::Permissions::from_mode(0o644)).unwrap();

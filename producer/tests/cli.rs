@@ -170,7 +170,7 @@ fn from_archive_imports_an_actions_cache_archive_and_get_fetches_it() {
         MAIN,
     ));
     let report: serde_json::Value = serde_json::from_str(&saved).unwrap();
-    let hash = report["content_hash"].as_str().unwrap().to_string();
+    let hash = report["contentHash"].as_str().unwrap().to_string();
     assert_eq!(report["status"], "saved");
 
     ok(&s.run(

@@ -458,7 +458,7 @@ fn json_shows_every_part_and_the_restore_ladder() {
         },
     );
     let json = serde_json::to_value(&report).unwrap();
-    let lockhash = json["lockfile-hash"].as_str().unwrap();
+    let lockhash = json["lockfileHash"].as_str().unwrap();
     assert_eq!(lockhash.len(), 32);
     assert_eq!(json["kind"], "deps");
     assert_eq!(json["repository"], "acme/web");
@@ -468,14 +468,14 @@ fn json_shows_every_part_and_the_restore_ladder() {
     assert_eq!(json["lockfiles"][0]["ecosystem"], "cargo");
     assert_eq!(json["lockfiles"][1]["ecosystem"], "npm");
     assert_eq!(json["lockfiles"][1]["sha256"].as_str().unwrap().len(), 64);
-    assert_eq!(json["env-names"][0], "CI");
-    let env = json["env-hash"].as_str().unwrap();
-    let cfg = json["config-hash"].as_str().unwrap();
+    assert_eq!(json["envNames"][0], "CI");
+    let env = json["envHash"].as_str().unwrap();
+    let cfg = json["configHash"].as_str().unwrap();
     let base =
         format!("deps:acme/web:node-20.11.0+rustc-1.85.0:Cargo.lock+package-lock.json:{lockhash}");
     assert_eq!(json["key"], format!("{base}:cfg-{cfg}:env-{env}"));
     assert_eq!(
-        json["restore-keys"],
+        json["restoreKeys"],
         serde_json::json!([
             format!("{base}:"),
             // The toolchain stays in every rung.
@@ -488,7 +488,7 @@ fn json_shows_every_part_and_the_restore_ladder() {
     let json = serde_json::to_value(&output).unwrap();
     assert_eq!(json["commit"], "0123456789abcdef0123456789abcdef01234567");
     assert_eq!(
-        json["restore-keys"],
+        json["restoreKeys"],
         serde_json::json!(["output:acme/web:none:cfg-none:commit:"])
     );
 }

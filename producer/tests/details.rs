@@ -69,10 +69,10 @@ fn restore_json_splits_the_time_and_setgid_directories_survive() {
     let out = ok(&s.run(&["restore", "--key", "k", "--path", "dist", "--json"], MAIN));
     let json_start = out.find('{').expect("JSON on stdout");
     let report: serde_json::Value = serde_json::from_str(&out[json_start..]).unwrap();
-    for field in ["lookup_ms", "transfer_ms", "duration_ms"] {
+    for field in ["lookupMs", "transferMs", "durationMs"] {
         assert!(report[field].is_u64(), "{field} in {report}");
     }
-    assert!(report["duration_ms"].as_u64() >= report["transfer_ms"].as_u64());
+    assert!(report["durationMs"].as_u64() >= report["transferMs"].as_u64());
     let mode = fs::metadata(&shared).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode, 0o2775, "setgid on a directory is kept");
 }
@@ -91,10 +91,10 @@ fn get_shows_only_this_repositorys_provenance_for_a_shared_blob() {
     .unwrap();
     let ours: serde_json::Value = serde_json::from_str(&ok(&s.run(&save, MAIN))).unwrap();
     assert_eq!(
-        theirs["content_hash"], ours["content_hash"],
+        theirs["contentHash"], ours["contentHash"],
         "one shared blob"
     );
-    let hash = ours["content_hash"].as_str().unwrap();
+    let hash = ours["contentHash"].as_str().unwrap();
     let archive = s.root().join("x.tzst");
     let got = ok(&s.run(
         &[

@@ -569,7 +569,7 @@ fn restore_explains_only_misses_and_only_when_asked() {
         MAIN,
     );
     let outputs: Value = serde_json::from_str(&ok(&out)).unwrap();
-    assert_eq!(outputs["cache-hit"], "");
+    assert_eq!(outputs["cacheHit"], "");
     assert!(stderr(&out).contains(why));
 }
 

@@ -55,7 +55,7 @@ fn the_index_records_the_toolchain_and_lockfile_the_key_names() {
     ));
     let (k, lockhash) = (
         key["key"].as_str().unwrap(),
-        key["lockfile-hash"].as_str().unwrap(),
+        key["lockfileHash"].as_str().unwrap(),
     );
     ok(&s.run(&["save", "--key", k, "--path", "node_modules"], MAIN));
     // A hand-written key in the same directory (node is installed here:
@@ -88,10 +88,7 @@ fn the_index_records_the_toolchain_and_lockfile_the_key_names() {
             ],
             MAIN,
         ));
-        out["live_matches_now"]
-            .as_u64()
-            .or_else(|| out["liveMatchesNow"].as_u64())
-            .unwrap()
+        out["liveMatchesNow"].as_u64().unwrap()
     };
     // The installed node (whatever version) matches nothing.
     let installed = Command::new("node").arg("--version").output();
@@ -164,7 +161,7 @@ fn the_default_ladder_never_restores_another_toolchains_entry() {
             "node_modules".into(),
             "--lookup-only".into(),
         ];
-        for r in key["restore-keys"].as_array().unwrap() {
+        for r in key["restoreKeys"].as_array().unwrap() {
             args.push("--restore-key".into());
             args.push(r.as_str().unwrap().into());
         }

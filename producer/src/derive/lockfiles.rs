@@ -87,7 +87,7 @@ pub fn looked_for() -> String {
 
 /// A lockfile that went into a key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "camelCase")]
 pub struct Lockfile {
     /// Relative to the project directory, `/`-separated (`../` when the file
     /// lies outside it). Part of the hash, so a moved file changes the key.
