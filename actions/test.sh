@@ -433,7 +433,7 @@ IN[path]=$'node_modules\n\n  ~/.npm/_cacache  \n!node_modules/.cache\n! node_mod
 IN[upload-chunk-size]=33554432
 run_action save-cache
 expect_rc 0
-expect_argv save --key deps:o/r:package-lock.json:abc:node-20.11.0 \
+expect_argv save --best-effort --key deps:o/r:package-lock.json:abc:node-20.11.0 \
   --path node_modules --path "~/.npm/_cacache" --path "!node_modules/.cache" \
   --path "!node_modules/x y" --path "**/dist/*.js"
 expect_log "::notice::upload-chunk-size is ignored"
@@ -444,7 +444,7 @@ IN[path]=p
 STUB_ENV=(STUB_EXIT=3)
 run_action save-cache
 expect_rc 0
-expect_argv save --key k --path p
+expect_argv save --best-effort --key k --path p
 expect_log "::warning::runcache save failed (exit 3)"
 
 case_ "save: no runcache is a warning"

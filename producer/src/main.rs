@@ -231,6 +231,10 @@ struct SaveArgs {
     /// `runcache restore` ran (inside GitHub Actions).
     #[arg(long, value_name = "TIME")]
     build_started_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// A failed save is a warning and exit 0, so a job that did its work
+    /// stays green (what the cache actions' save steps use).
+    #[arg(long)]
+    best_effort: bool,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -500,36 +504,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Save(args) => {
-            let ctx = args.scope.resolve(&config.default_branch)?;
-            let backend = open(&config).await?;
-            let req = SaveRequest {
-                key: args.key,
-                paths: args.paths,
-                zstd_level: args.compression_level.unwrap_or(config.zstd_level),
-                from_archive: args.from_archive,
-                progress: !cli.quiet,
-                build_started_at: args.build_started_at,
-            };
-            let report = save(&config, &backend, &ctx, &req)
-                .await
-                .context("save failed")?;
-            if args.json {
-                println!("{}", json::document("save", &report)?);
-            }
-            if !cli.quiet {
-                match &report {
-                    SaveReport::AlreadyCached { key, .. } => {
-                        eprintln!("runcache: `{key}` is already cached in {}; nothing uploaded", ctx.scope)
-                    }
-                    SaveReport::Saved { key, size_bytes, unpacked_bytes, entries, duration_ms, content_hash, .. } => eprintln!(
-                        "runcache: saved `{key}` ({entries} entries, {} → {}) as {content_hash} in {:.1}s",
-                        human(*unpacked_bytes),
-                        human(*size_bytes),
-                        *duration_ms as f64 / 1000.0
-                    ),
+            let (best_effort, key) = (args.best_effort, args.key.clone());
+            match save_command(&config, args, cli.quiet).await {
+                Err(e) if best_effort => {
+                    save_failed(&key, &e);
+                    Ok(ExitCode::SUCCESS)
                 }
+                result => result,
             }
-            Ok(ExitCode::SUCCESS)
         }
         Command::Key(_) => unreachable!("handled before loading the configuration"),
         Command::Admin(AdminCommand::Bootstrap) => bootstrap(&config).await,
@@ -596,6 +578,59 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// `runcache save`.
+async fn save_command(config: &Config, args: SaveArgs, quiet: bool) -> Result<ExitCode> {
+    let ctx = args.scope.resolve(&config.default_branch)?;
+    let backend = open(&config).await?;
+    let req = SaveRequest {
+        key: args.key,
+        paths: args.paths,
+        zstd_level: args.compression_level.unwrap_or(config.zstd_level),
+        from_archive: args.from_archive,
+        progress: !quiet,
+        build_started_at: args.build_started_at,
+    };
+    let report = save(&config, &backend, &ctx, &req)
+        .await
+        .context("save failed")?;
+    if args.json {
+        println!("{}", json::document("save", &report)?);
+    }
+    if !quiet {
+        match &report {
+            SaveReport::AlreadyCached { key, .. } => {
+                eprintln!(
+                    "runcache: `{key}` is already cached in {}; nothing uploaded",
+                    ctx.scope
+                )
+            }
+            SaveReport::Saved {
+                key,
+                size_bytes,
+                unpacked_bytes,
+                entries,
+                duration_ms,
+                content_hash,
+                ..
+            } => eprintln!(
+                "runcache: saved `{key}` ({entries} entries, {} → {}) as {content_hash} in {:.1}s",
+                human(*unpacked_bytes),
+                human(*size_bytes),
+                *duration_ms as f64 / 1000.0
+            ),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A `--best-effort` save that failed: warned about, never the job's failure.
+fn save_failed(key: &str, error: &anyhow::Error) {
+    runcache::annotate::warning(&format!(
+        "save failed, the build goes on without saving `{key}`: {}",
+        runcache_infra::describe(error.as_ref())
+    ));
+}
+
 /// The configuration does not load. A restore still must not fail the
 /// build: it warns and runs uncached (unless `--strict`); `config` shows
 /// the settings as given, the bad one among them; the rest fail with the
@@ -604,6 +639,10 @@ fn unconfigured(cli: &Cli, error: anyhow::Error) -> Result<ExitCode> {
     match &cli.command {
         Command::Restore(args) if !args.strict => {
             restore_failed(args, &error)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Save(args) if args.best_effort => {
+            save_failed(&args.key, &error);
             Ok(ExitCode::SUCCESS)
         }
         Command::Config { json } => {

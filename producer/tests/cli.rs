@@ -761,3 +761,43 @@ fn a_read_only_home_fails_fast_with_the_cause() {
         std::fs::set_permissions(s.home(), std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 }
+
+/// The cache actions' save steps run at the end of a green job: a save
+/// that fails there must warn, not annotate an error or fail the step.
+#[test]
+fn a_best_effort_save_that_fails_is_a_warning_and_exit_0() {
+    let s = Sandbox::new();
+    let actions = [("GITHUB_ACTIONS", "true")];
+    let save = ["save", "--key", "k", "--path", "nothing-here"];
+    let strict = s.run_env(&save, MAIN, &actions);
+    assert_eq!(strict.status.code(), Some(1), "{}", stderr(&strict));
+    assert!(stderr(&strict).contains("::error"), "{}", stderr(&strict));
+
+    let best = s.run_env(
+        &[&save[..], &["--best-effort", "--json"]].concat(),
+        MAIN,
+        &actions,
+    );
+    let err = stderr(&best);
+    assert_eq!(best.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("::warning")
+            && err.contains("save failed, the build goes on without saving `k`"),
+        "{err}"
+    );
+    assert!(!err.contains("::error"), "{err}");
+    assert!(
+        String::from_utf8_lossy(&best.stdout).trim().is_empty(),
+        "no runcache.save document when nothing was saved"
+    );
+    // A bad configuration is the same: warned about, exit 0.
+    let bad = [("GITHUB_ACTIONS", "true"), ("RUNCACHE_BACKEND", "s3")];
+    let misconfigured = s.run_env(&[&save[..], &["--best-effort"]].concat(), MAIN, &bad);
+    assert_eq!(
+        misconfigured.status.code(),
+        Some(0),
+        "{}",
+        stderr(&misconfigured)
+    );
+    assert!(!stderr(&misconfigured).contains("::error"));
+}
