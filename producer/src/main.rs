@@ -581,7 +581,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 /// `runcache save`.
 async fn save_command(config: &Config, args: SaveArgs, quiet: bool) -> Result<ExitCode> {
     let ctx = args.scope.resolve(&config.default_branch)?;
-    let backend = open(&config).await?;
+    let backend = open(config).await?;
     let req = SaveRequest {
         key: args.key,
         paths: args.paths,
@@ -590,7 +590,7 @@ async fn save_command(config: &Config, args: SaveArgs, quiet: bool) -> Result<Ex
         progress: !quiet,
         build_started_at: args.build_started_at,
     };
-    let report = save(&config, &backend, &ctx, &req)
+    let report = save(config, &backend, &ctx, &req)
         .await
         .context("save failed")?;
     if args.json {
