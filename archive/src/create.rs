@@ -5,10 +5,11 @@
 //! bounded whatever the archive's size: one copy buffer plus zstd's window
 //! and job buffers.
 
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -65,8 +66,10 @@ pub struct ArchiveSummary {
 /// Never buffers the whole archive. Entries are in sorted order, so the same
 /// tree gives the same bytes; mtimes (to the nanosecond), permissions,
 /// symlinks (stored as symlinks, never followed) and empty directories are
-/// kept. Hard links are stored as separate files; sockets, fifos and devices
-/// are skipped with a warning (extraction would refuse them).
+/// kept. A file with several names among the entries is stored once: its
+/// later names are tar hard-link entries to the first, as GNU tar writes
+/// them, so size and restored link counts match tar's. Sockets, fifos and
+/// devices are skipped with a warning (extraction would refuse them).
 pub fn create(
     patterns: &[String],
     workspace: &Path,
@@ -78,16 +81,22 @@ pub fn create(
 }
 
 /// The bytes of the regular files among `names` (as [`resolve_paths`]
-/// returns them): what archiving them reads, so a progress display has a
-/// total before the archive exists. Entries that vanished count as 0.
+/// returns them): what archiving them reads (a file with several names
+/// once), so a progress display has a total before the archive exists.
+/// Entries that vanished count as 0.
 pub fn input_bytes(names: &[PathBuf], workspace: &Path) -> u64 {
+    let mut seen = HashSet::new();
     names
         .iter()
         .filter_map(|name| fs::symlink_metadata(normalize(&workspace.join(name))).ok())
         .filter(|meta| meta.is_file())
+        .filter(|meta| meta.nlink() < 2 || seen.insert((meta.dev(), meta.ino())))
         .map(|meta| meta.len())
         .sum()
 }
+
+/// The first entry name of each file with several links, by (device, inode).
+type Linked = HashMap<(u64, u64), Vec<u8>>;
 
 /// [`create`] for an already resolved list of entry names (relative to
 /// `workspace`, as [`resolve_paths`] returns them). Writes exactly these
@@ -111,8 +120,9 @@ pub fn create_from_paths(
     let mut tar = TarWriter::new(CountingWriter::new(encoder, opts.progress.clone()));
 
     let mut entries = 0;
+    let mut linked = Linked::new();
     for name in names {
-        if append(&mut tar, &workspace, name)? {
+        if append(&mut tar, &workspace, name, &mut linked)? {
             entries += 1;
         }
     }
@@ -133,6 +143,7 @@ fn append<W: Write>(
     tar: &mut TarWriter<W>,
     workspace: &Path,
     name: &Path,
+    linked: &mut Linked,
 ) -> Result<bool, ArchiveError> {
     let output = |source| ArchiveError::Output { source };
     let path = normalize(&workspace.join(name));
@@ -161,6 +172,13 @@ fn append<W: Write>(
         let target = target.as_os_str().as_bytes();
         tar.write_header(&tar_name, &EntryKind::Symlink { target }, mode, mtime)
             .map_err(output)?;
+    } else if file_type.is_file()
+        && meta.nlink() > 1
+        && linked.contains_key(&(meta.dev(), meta.ino()))
+    {
+        let target = &linked[&(meta.dev(), meta.ino())];
+        tar.write_header(&tar_name, &EntryKind::HardLink { target }, mode, mtime)
+            .map_err(output)?;
     } else if file_type.is_file() {
         let mut file = match File::open(&path) {
             Ok(file) => file,
@@ -174,6 +192,9 @@ fn append<W: Write>(
         tar.write_header(&tar_name, &EntryKind::File { size }, mode, mtime)
             .map_err(output)?;
         tar.write_file_data(&mut file, &path, size)?;
+        if meta.nlink() > 1 {
+            linked.insert((meta.dev(), meta.ino()), tar_name);
+        }
     } else {
         tracing::warn!(
             path = %path.display(),

@@ -22,8 +22,9 @@
 //!   tree (made by an earlier entry) or at the destination;
 //! - it is a hard link whose target is not a regular file extracted before it
 //!   (which implies: under a declared root);
-//! - it is a symlink whose target lands outside the workspace and every
-//!   declared root (`safety::Bounds::check_symlink_target`);
+//! - it is a symlink whose target tar cannot hold (empty, NUL); any other
+//!   target is kept, since nothing is ever written through a symlink
+//!   (`safety::Bounds::check_symlink_target`);
 //! - it is anything but a file, directory, symlink or hard link;
 //! - it would replace a non-empty directory at the destination.
 //!
@@ -433,7 +434,7 @@ impl Unpacker<'_> {
             Kind::File => self.write_file(tar, &entry, &path, &shown)?,
             Kind::Symlink => {
                 self.bounds
-                    .check_symlink_target(&landing.dest, &entry.link)
+                    .check_symlink_target(&entry.link)
                     .map_err(refuse)?;
                 let target = bytes_to_path(&entry.link);
                 self.replace(&path, |p| std::os::unix::fs::symlink(target, p))?;

@@ -92,9 +92,18 @@ impl Mtime {
 
 /// What an entry is, for [`TarWriter::write_header`].
 pub(crate) enum EntryKind<'a> {
-    File { size: u64 },
+    File {
+        size: u64,
+    },
     Dir,
-    Symlink { target: &'a [u8] },
+    Symlink {
+        target: &'a [u8],
+    },
+    /// Another name for a file written earlier in the archive (`target`:
+    /// that entry's name).
+    HardLink {
+        target: &'a [u8],
+    },
 }
 
 /// A tar stream being written to `out`.
@@ -124,6 +133,7 @@ impl<W: Write> TarWriter<W> {
             EntryKind::File { size } => (EntryType::Regular, *size, &b""[..]),
             EntryKind::Dir => (EntryType::Directory, 0, &b""[..]),
             EntryKind::Symlink { target } => (EntryType::Symlink, 0, *target),
+            EntryKind::HardLink { target } => (EntryType::Link, 0, *target),
         };
 
         let mut pax = Vec::new();

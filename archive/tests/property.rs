@@ -113,30 +113,28 @@ proptest! {
         let before = sb.snapshot();
         let roots = vec![sb.ws.join("node_modules"), sb.home.join(".npm")];
 
-        match sb.unpack(&archive, &["node_modules", "~/.npm"]) {
-            Ok(extraction) => {
-                // Before commit nothing changed but the temporary directory.
-                prop_assert_eq!(&without_temp(sb.snapshot()), &before);
-                extraction.commit().map_err(|e| TestCaseError::fail(format!("commit: {e}")))?;
+        // Twice: the second restore meets the links the first one left at
+        // the destination, and must not write through them either.
+        for _ in 0..2 {
+            let ready = sb.snapshot();
+            match sb.unpack(&archive, &["node_modules", "~/.npm"]) {
+                Ok(extraction) => {
+                    // Before commit nothing changed but the temporary directory.
+                    prop_assert_eq!(&without_temp(sb.snapshot()), &ready);
+                    extraction.commit().map_err(|e| TestCaseError::fail(format!("commit: {e}")))?;
+                }
+                Err(ArchiveError::UnsafeEntry { .. }) => {}
+                Err(other) => prop_assert!(false, "unexpected error: {}", other),
             }
-            Err(ArchiveError::UnsafeEntry { .. }) => {}
-            Err(other) => prop_assert!(false, "unexpected error: {}", other),
+            sb.assert_no_temp_left();
         }
-        sb.assert_no_temp_left();
 
         let after = sb.snapshot();
         for (rel, node) in &after.0 {
             let abs = sb.root.join(rel);
             if is_under_any(&abs, &roots) {
-                if node.kind == "symlink" {
-                    // The link's target stays inside the workspace or a root.
-                    let base = abs.parent().unwrap_or(Path::new("/"));
-                    let resolved = lexical(&base.join(&node.content));
-                    prop_assert!(
-                        resolved.starts_with(&sb.ws) || is_under_any(&resolved, &roots),
-                        "{} -> {} escapes", abs.display(), node.content
-                    );
-                }
+                // Links may point anywhere (they are only names); what is
+                // checked is that nothing outside the roots changed.
                 continue;
             }
             // Outside the roots: as before (only a root's parent directory
@@ -166,18 +164,4 @@ fn without_temp(mut snap: Snapshot) -> Snapshot {
         !first_in_ws.is_some_and(|c| c.to_string_lossy().starts_with(".runcache-extract-"))
     });
     snap
-}
-
-fn lexical(path: &Path) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for c in path.components() {
-        match c {
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            std::path::Component::Normal(n) => out.push(n),
-            _ => {}
-        }
-    }
-    out
 }

@@ -444,3 +444,61 @@ fn an_entry_replacing_a_directory_tree_drops_its_directories_metadata() {
     );
     dst.assert_no_temp_left();
 }
+
+/// A file with several names is stored once (later names are tar hard-link
+/// entries) and restored as one file with as many names, as tar does.
+#[test]
+fn hard_links_are_stored_once_and_restored_with_their_link_count() {
+    use std::os::unix::fs::MetadataExt;
+    let src = Sandbox::new();
+    let lib = src.ws.join("lib");
+    let big = noise(1 << 20, 7);
+    fs::create_dir_all(lib.join("drivers")).expect("mkdir");
+    fs::write(lib.join("drivers/a.so"), &big).expect("write");
+    for name in ["b.so", "c.so", "drivers/d.so"] {
+        fs::hard_link(lib.join("drivers/a.so"), lib.join(name)).expect("link");
+    }
+    let (archive, summary) = src.create(&["lib"]);
+    assert!(
+        summary.uncompressed_bytes < (big.len() as u64) * 3 / 2,
+        "the 1 MiB file is in the tar once: {} bytes of tar",
+        summary.uncompressed_bytes
+    );
+
+    let dst = Sandbox::new();
+    dst.unpack(&archive, &["lib"])
+        .expect("unpack")
+        .commit_verified(&summary.sha256_hex)
+        .expect("commit");
+    let inode = |p: &str| fs::metadata(dst.ws.join(p)).expect("stat").ino();
+    let meta = fs::metadata(dst.ws.join("lib/b.so")).expect("stat");
+    assert_eq!(meta.nlink(), 4, "one file with four names");
+    for name in ["lib/c.so", "lib/drivers/a.so", "lib/drivers/d.so"] {
+        assert_eq!(inode(name), meta.ino(), "{name}");
+    }
+    assert_eq!(
+        fs::read(dst.ws.join("lib/drivers/d.so")).expect("read"),
+        big
+    );
+    // GNU tar reads the same archive the same way.
+    let out = dst.root.join("by-tar");
+    fs::create_dir_all(&out).expect("mkdir");
+    let tar = std::process::Command::new("tar")
+        .args(["--zstd", "-xf", "-", "-C"])
+        .arg(&out)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().expect("stdin").write_all(&archive)?;
+            child.wait()
+        })
+        .expect("tar runs (apt-get install tar zstd)");
+    assert!(tar.success());
+    assert_eq!(
+        fs::metadata(out.join("lib/drivers/d.so"))
+            .expect("stat")
+            .nlink(),
+        4
+    );
+}
