@@ -12,8 +12,9 @@ use std::{
     fs,
     path::{Path, PathBuf},
     process::Command,
-    time::SystemTime,
 };
+
+use runcache_e2e::{binaries, workspace};
 
 const PAGES: [&str; 4] = [
     "docs/usage.md",
@@ -84,81 +85,6 @@ fn shell_blocks(markdown: &str) -> Vec<Block> {
         };
     }
     blocks
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ sits in the workspace")
-        .to_path_buf()
-}
-
-/// Newest modification time of the files under `dir`.
-fn newest(dir: &Path) -> SystemTime {
-    let mut latest = SystemTime::UNIX_EPOCH;
-    if let Ok(entries) = fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let path = e.path();
-            let t = if path.is_dir() {
-                newest(&path)
-            } else {
-                e.metadata()
-                    .and_then(|m| m.modified())
-                    .unwrap_or(SystemTime::UNIX_EPOCH)
-            };
-            latest = latest.max(t);
-        }
-    }
-    latest
-}
-
-/// The directory holding `runcache` and `runcache-worker` built from this
-/// checkout: this test's own profile directory (`target/debug`), built
-/// there first unless both binaries are newer than every source file.
-fn binaries() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("tests run from target/<profile>/deps")
-        .to_path_buf();
-    let root = workspace();
-    let sources = ["schemas", "archive", "infra", "producer", "workers"]
-        .iter()
-        .map(|c| newest(&root.join(c).join("src")).max(newest(&root.join(c).join("Cargo.toml"))))
-        .max()
-        .unwrap_or(SystemTime::UNIX_EPOCH);
-    let fresh = ["runcache", "runcache-worker"].iter().all(|bin| {
-        fs::metadata(profile_dir.join(bin))
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t >= sources)
-    });
-    if !fresh {
-        let target_dir = profile_dir.parent().expect("target dir");
-        let mut cargo = Command::new(env!("CARGO"));
-        cargo
-            .args([
-                "build",
-                "--quiet",
-                "--bins",
-                "-p",
-                "runcache",
-                "-p",
-                "runcache-worker",
-            ])
-            .arg("--target-dir")
-            .arg(target_dir)
-            .current_dir(&root);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cargo.arg("--release");
-        }
-        let status = cargo.status().expect("running cargo build");
-        assert!(
-            status.success(),
-            "building runcache and runcache-worker failed"
-        );
-    }
-    profile_dir
 }
 
 #[test]
