@@ -17,7 +17,9 @@
 //!
 //! An entry is refused ([`ArchiveError::UnsafeEntry`]) when:
 //! - its name, joined to the workspace and lexically normalised, is not under
-//!   a declared root (`safety::Bounds::land`);
+//!   a declared root (`safety::Bounds::land`), except a directory entry
+//!   that is a parent of a root (`tar -cf - app` for a declared `app/dist`),
+//!   which is skipped and not counted;
 //! - a directory on its way below its root is a symlink, in the temporary
 //!   tree (made by an earlier entry) or at the destination;
 //! - it is a hard link whose target is not a regular file extracted before it
@@ -177,13 +179,20 @@ impl Extraction {
                     limits,
                     input_failed,
                     entries: 0,
+                    parents: 0,
                     temp_dirs: HashSet::new(),
                     dest: HashMap::new(),
                     dirs: BTreeMap::new(),
                     buf: vec![0; 256 * 1024],
                 };
                 unpacker.run(&mut tar)?;
-                let Unpacker { entries, dirs, .. } = unpacker;
+                let Unpacker {
+                    entries,
+                    parents,
+                    dirs,
+                    ..
+                } = unpacker;
+                let entries = entries - parents;
 
                 // `run` read the decompressed stream to its end; the
                 // read-ahead thread hashed whatever followed the last zstd
@@ -336,6 +345,9 @@ struct Unpacker<'a> {
     limits: &'a ExtractLimits,
     input_failed: Rc<Cell<bool>>,
     entries: u64,
+    /// Directory entries that only name a parent of a declared root (what
+    /// `tar -cf - app` writes for a declared `app/dist`): skipped.
+    parents: u64,
     /// Directories of the temporary tree known to be real directories.
     temp_dirs: HashSet<PathBuf>,
     /// Destination directories (and would-be directories) already looked at.
@@ -407,6 +419,12 @@ impl Unpacker<'_> {
         };
         if entry.sparse {
             return Err(refuse("GNU sparse files are not supported".into()));
+        }
+        if matches!(kind, Kind::Dir) && self.bounds.is_parent_of_a_root(&entry.name) {
+            // It creates nothing a root's own parents do not: skipped, its
+            // mode and mtime too (the directory is not the cache's).
+            self.parents += 1;
+            return Ok(());
         }
         let landing = self.bounds.land(&entry.name).map_err(refuse)?;
         self.check_destination(&landing, matches!(kind, Kind::Dir), &shown)?;

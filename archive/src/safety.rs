@@ -58,6 +58,19 @@ impl Bounds {
         ))
     }
 
+    /// Whether the archive name `name` is a directory above a declared root
+    /// (`app/` for the root `app/dist`): creating it adds nothing a
+    /// restore's own `create_dir_all` of the root's parents does not.
+    pub fn is_parent_of_a_root(&self, name: &[u8]) -> bool {
+        if name.is_empty() || name.contains(&0) {
+            return false;
+        }
+        let dest = normalize(&self.workspace.join(bytes_to_path(name)));
+        self.roots
+            .iter()
+            .any(|root| root != &dest && root.starts_with(&dest))
+    }
+
     /// Whether a symlink may hold `target` (raw tar bytes), or why not.
     ///
     /// A symlink entry is only a name: restoring it writes nothing where it
@@ -129,6 +142,31 @@ mod tests {
         }
         // Absolute names inside a root are as good as relative ones.
         assert!(b.land(b"/home/u/.npm/x").is_ok());
+    }
+
+    #[test]
+    fn parents_of_roots_are_recognised_and_nothing_else() {
+        let b = bounds();
+        for parent in [&b"./"[..], b"../", b"../../.", b"/home/u/work"] {
+            assert!(
+                b.is_parent_of_a_root(parent),
+                "{}",
+                String::from_utf8_lossy(parent)
+            );
+        }
+        for not in [
+            &b"node_modules/"[..],
+            b"node_modules/a/",
+            b"src/",
+            b"../../other/",
+            b"",
+        ] {
+            assert!(
+                !b.is_parent_of_a_root(not),
+                "{}",
+                String::from_utf8_lossy(not)
+            );
+        }
     }
 
     #[test]

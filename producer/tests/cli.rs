@@ -801,3 +801,74 @@ fn a_best_effort_save_that_fails_is_a_warning_and_exit_0() {
     );
     assert!(!stderr(&misconfigured).contains("::error"));
 }
+
+/// `tar -cf - app` for a declared `app/dist` also holds `app/`: that entry
+/// only names a parent of the declared path, so import and restore skip it
+/// (and say how many entries they took); an entry beside the declared path
+/// is refused by the import, naming it.
+#[test]
+fn an_import_with_parent_directories_restores_and_one_with_other_files_is_refused() {
+    let s = Sandbox::new();
+    let src = s.root().join("src");
+    fs::create_dir_all(src.join("app/dist/js")).unwrap();
+    fs::write(src.join("app/dist/js/main.js"), b"main()").unwrap();
+    let parents = s.root().join("parents.tzst");
+    // Only the directories above dist, then dist's tree.
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "tar --posix --no-recursion -cf - -C '{0}' app app/dist app/dist/js app/dist/js/main.js | zstd -q -o '{1}'",
+            src.display(),
+            parents.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success(), "tar | zstd");
+    let import = |file: &Path, key: &str| {
+        s.run(
+            &[
+                "save",
+                "--key",
+                key,
+                "--path",
+                "app/dist",
+                "--from-archive",
+                file.to_str().unwrap(),
+                "--json",
+            ],
+            MAIN,
+        )
+    };
+    let saved: serde_json::Value = serde_json::from_str(&ok(&import(&parents, "imp"))).unwrap();
+    assert_eq!(saved["entries"], 3, "app/ is skipped, not counted: {saved}");
+    let restored = s.run(
+        &["restore", "--key", "imp", "--path", "app/dist", "--json"],
+        MAIN,
+    );
+    let report: serde_json::Value = serde_json::from_str(&ok(&restored)).unwrap();
+    assert_eq!(
+        (&report["cacheHit"], &report["entries"]),
+        (&"true".into(), &3.into()),
+        "{report}"
+    );
+    assert_eq!(
+        fs::read(s.ws().join("app/dist/js/main.js")).unwrap(),
+        b"main()"
+    );
+
+    // The whole of app/ holds a file beside the declared path: refused.
+    fs::write(src.join("app/package.json"), b"{}").unwrap();
+    let whole = s.root().join("whole.tzst");
+    actions_cache_archive(&src, "app", &whole);
+    let out = import(&whole, "whole");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("app/package.json") && err.contains("outside every declared path"),
+        "{err}"
+    );
+    assert!(
+        ok(&s.run(&["restore", "--key", "whole", "--path", "app/dist"], MAIN))
+            .contains("cache-hit=\n")
+    );
+}
