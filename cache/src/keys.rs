@@ -1,5 +1,7 @@
 //! Key validation, as actions/cache: at most 512 characters, no commas, at
-//! most 10 keys (primary plus restore keys) per restore.
+//! most 10 keys (primary plus restore keys) per restore; and no control
+//! characters (a newline would end the `cache-primary-key=` line written to
+//! `$GITHUB_OUTPUT` and let the rest of the key set other outputs).
 
 use thiserror::Error;
 
@@ -10,6 +12,12 @@ pub const MAX_KEYS: usize = 10;
 pub enum KeyError {
     #[error("cache key is empty: pass --key with a non-empty value")]
     Empty,
+    #[error("restore key {position} is empty: drop that --restore-key or give it a prefix")]
+    EmptyRestoreKey { position: usize },
+    #[error(
+        "cache key {key:?} contains a control character ({what}); keys are one line of printable text"
+    )]
+    Control { key: String, what: String },
     #[error("cache key `{key:.40}…` is {len} characters; the limit is 512 (hash long parts, e.g. with `runcache key`)")]
     TooLong { key: String, len: usize },
     #[error(
@@ -34,6 +42,18 @@ pub fn validate_key(key: &str) -> Result<(), KeyError> {
     if key.contains(',') {
         return Err(KeyError::Comma(key.into()));
     }
+    if let Some(c) = key.chars().find(|c| c.is_control()) {
+        let what = match c {
+            '\n' => "a newline".to_string(),
+            '\r' => "a carriage return".to_string(),
+            '\t' => "a tab".to_string(),
+            other => format!("U+{:04X}", u32::from(other)),
+        };
+        return Err(KeyError::Control {
+            key: key.into(),
+            what,
+        });
+    }
     Ok(())
 }
 
@@ -42,7 +62,13 @@ pub fn validate_keys(primary: &str, restore_keys: &[String]) -> Result<(), KeyEr
         return Err(KeyError::TooMany(1 + restore_keys.len()));
     }
     validate_key(primary)?;
-    restore_keys.iter().try_for_each(|k| validate_key(k))
+    restore_keys
+        .iter()
+        .enumerate()
+        .try_for_each(|(i, k)| match validate_key(k) {
+            Err(KeyError::Empty) => Err(KeyError::EmptyRestoreKey { position: i + 1 }),
+            other => other,
+        })
 }
 
 #[cfg(test)]
@@ -59,6 +85,16 @@ mod tests {
         ));
         assert!(validate_key(&"k".repeat(512)).is_ok());
         assert!(matches!(validate_key("a,b"), Err(KeyError::Comma(_))));
+        for bad in ["a\nb", "a\rb", "a\tb", "a\u{7}b"] {
+            assert!(
+                matches!(validate_key(bad), Err(KeyError::Control { .. })),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            validate_keys("k", &["r".into(), String::new()]),
+            Err(KeyError::EmptyRestoreKey { position: 2 })
+        );
         let ten: Vec<String> = (0..9).map(|i| format!("r{i}")).collect();
         assert!(validate_keys("k", &ten).is_ok());
         let eleven: Vec<String> = (0..10).map(|i| format!("r{i}")).collect();

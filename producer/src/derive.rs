@@ -533,26 +533,16 @@ pub fn emit(
             source,
         };
         let d = &report.derivation;
+        let restore_keys = report.restore_keys.join("\n");
         write_github_output(
             path,
             &[
                 ("key", &report.key),
                 ("lockfile-hash", d.lockfile_hash.as_deref().unwrap_or("")),
                 ("toolchain", d.toolchain.as_deref().unwrap_or("")),
+                // One prefix per line (the heredoc form when several).
+                ("restore-keys", &restore_keys),
             ],
-        )
-        .map_err(gh)?;
-        // Multi-line values need the heredoc form; the delimiter is random so
-        // no value can end it early.
-        let delimiter = format!("ghadelimiter_{}", uuid::Uuid::new_v4());
-        let mut file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(path)
-            .map_err(gh)?;
-        writeln!(
-            file,
-            "restore-keys<<{delimiter}\n{}\n{delimiter}",
-            report.restore_keys.join("\n")
         )
         .map_err(gh)?;
     }

@@ -27,15 +27,40 @@ impl RestoreOutputs {
     }
 }
 
-/// Appends `name=value` lines to the `$GITHUB_OUTPUT` file.
+/// Appends the outputs to the `$GITHUB_OUTPUT` file: `name=value`, or, for
+/// a value with a line break, the runner's heredoc form with a random
+/// delimiter, so that no value (a malformed key, say) can end its line and
+/// set other outputs.
 pub fn write_github_output(path: &Path, lines: &[(&str, &str)]) -> std::io::Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)?;
     for (name, value) in lines {
-        // Values never contain newlines: keys cannot, and hit is a word.
-        writeln!(file, "{name}={value}")?;
+        if value.contains(['\n', '\r']) {
+            let delimiter = format!("ghadelimiter_{}", uuid::Uuid::new_v4());
+            writeln!(file, "{name}<<{delimiter}\n{value}\n{delimiter}")?;
+        } else {
+            writeln!(file, "{name}={value}")?;
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_with_a_newline_cannot_set_another_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        write_github_output(&path, &[("a", "x\nevil=1"), ("b", "plain")]).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("a<<ghadelimiter_"), "{text}");
+        assert_eq!(lines[1..3], ["x", "evil=1"]);
+        assert_eq!(lines[3], lines[0].trim_start_matches("a<<"));
+        assert_eq!(lines[4], "b=plain");
+    }
 }

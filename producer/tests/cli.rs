@@ -872,3 +872,61 @@ fn an_import_with_parent_directories_restores_and_one_with_other_files_is_refuse
             .contains("cache-hit=\n")
     );
 }
+
+/// An empty restore key is named as such, and a key with a newline is
+/// refused, without letting it set other step outputs in `$GITHUB_OUTPUT`.
+#[test]
+fn an_empty_restore_key_is_named_and_a_key_with_a_newline_cannot_inject_outputs() {
+    let s = Sandbox::new();
+    let out = s.run(
+        &[
+            "restore",
+            "--key",
+            "k",
+            "--restore-key",
+            "",
+            "--path",
+            "dist",
+        ],
+        MAIN,
+    );
+    assert!(
+        stderr(&out).contains("restore key 1 is empty"),
+        "{}",
+        stderr(&out)
+    );
+    let save = s.run(&["save", "--key", "a\nb", "--path", "dist"], MAIN);
+    assert_eq!(save.status.code(), Some(1));
+    assert!(stderr(&save).contains("a newline"), "{}", stderr(&save));
+
+    let outputs = s.root().join("gh-output");
+    let restore = s.run_env(
+        &["restore", "--key", "a\ncache-hit=true", "--path", "dist"],
+        MAIN,
+        &[("GITHUB_OUTPUT", outputs.to_str().unwrap())],
+    );
+    assert!(
+        stderr(&restore).contains("control character"),
+        "{}",
+        stderr(&restore)
+    );
+    let written = fs::read_to_string(&outputs).unwrap();
+    // Read back as the runner does: `name=value`, or `name<<DELIM` … `DELIM`.
+    let mut parsed = std::collections::BTreeMap::new();
+    let mut lines = written.lines();
+    while let Some(line) = lines.next() {
+        if let Some((name, delimiter)) = line.split_once("<<") {
+            let value: Vec<&str> = lines.by_ref().take_while(|l| *l != delimiter).collect();
+            parsed.insert(name.to_string(), value.join("\n"));
+        } else {
+            let (name, value) = line.split_once('=').expect("name=value");
+            parsed.insert(name.to_string(), value.to_string());
+        }
+    }
+    assert_eq!(
+        parsed["cache-hit"], "",
+        "the key set another output: {written}"
+    );
+    assert_eq!(parsed["cache-primary-key"], "a\ncache-hit=true");
+    assert_eq!(parsed.len(), 3, "{written}");
+}
