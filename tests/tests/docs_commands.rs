@@ -8,11 +8,7 @@
 //! needs AWS credentials) or a first line `# docs-test: skip`. Examples of
 //! output and workflow YAML use ```text / ```yaml and are not run.
 
-use std::{
-    fs,
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{fs, process::Command};
 
 use runcache_e2e::{binaries, workspace};
 
