@@ -79,7 +79,7 @@ fn run(ws: &Path, env: &[(&str, String)], args: &[&str]) -> Output {
     out
 }
 
-fn path_args<'a>(verb: &'a str) -> Vec<&'a str> {
+fn path_args(verb: &str) -> Vec<&str> {
     let mut args = vec![
         verb,
         "--key",
