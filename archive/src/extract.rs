@@ -4,7 +4,9 @@
 //! 1. [`Extraction::unpack`] decompresses and unpacks into a fresh hidden
 //!    directory inside the workspace (`.runcache-extract-*`, so on the
 //!    workspace's filesystem), hashing every input byte and refusing unsafe
-//!    entries. On any error that directory is removed.
+//!    entries. On any error that directory is removed; while it lives the
+//!    extraction holds a lock file in it, so that the next extraction in
+//!    the workspace removes what a killed one left (and never a live one's).
 //! 2. [`Extraction::commit`] (or [`Extraction::commit_verified`]) moves
 //!    everything into place; dropping the value or [`Extraction::discard`]
 //!    removes the temporary directory and leaves the targets untouched.
@@ -55,6 +57,53 @@ use crate::tar_read::{TarEntry, TarReader};
 use crate::tar_write::Mtime;
 use crate::{ArchiveError, Limit};
 
+/// The temporary directory's name prefix, in the workspace.
+pub const TEMP_PREFIX: &str = ".runcache-extract-";
+/// The lock file inside it, held by the live extraction.
+const LOCK_FILE: &str = ".lock";
+/// A temporary directory without its lock file is left alone this long (it
+/// may be a new extraction between creating the directory and locking).
+const UNLOCKED_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes what extractions killed mid-way (`kill -9`, a lost runner) left
+/// in `workspace`: every `.runcache-extract-*` directory whose lock no live
+/// process holds, or which has no lock file and is older than an hour. A
+/// live extraction holds its lock until it ends, so it is never touched.
+/// Best effort: what cannot be removed is left for the next run.
+pub fn remove_stale_extractions(workspace: &Path) {
+    let Ok(entries) = fs::read_dir(workspace) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.as_encoded_bytes().starts_with(TEMP_PREFIX.as_bytes()) {
+            continue;
+        }
+        let dir = entry.path();
+        if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
+        let stale = match File::open(dir.join(LOCK_FILE)) {
+            Ok(lock) => lock.try_lock().is_ok(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => fs::symlink_metadata(&dir)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > UNLOCKED_GRACE)),
+            Err(_) => false,
+        };
+        if stale {
+            match fs::remove_dir_all(&dir) {
+                Ok(()) => tracing::warn!(
+                    dir = %dir.display(),
+                    "removed what an interrupted restore left behind"
+                ),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "could not remove an interrupted restore's leftover")
+                }
+            }
+        }
+    }
+}
+
 /// Decompressed bytes tolerated after the end-of-archive marker (tar pads
 /// to its 10 KiB record size).
 const MAX_TRAILING_BYTES: u64 = 1024 * 1024;
@@ -103,6 +152,10 @@ pub struct ExtractSummary {
 #[derive(Debug)]
 pub struct Extraction {
     temp: TempDir,
+    /// Held (an exclusive lock on `LOCK_FILE` in `temp`) while this value
+    /// lives, so another run can tell a live extraction from a killed one's
+    /// leftover (see [`remove_stale_extractions`]).
+    _lock: File,
     bounds: Bounds,
     /// Mode and mtime of every directory entry, by destination; applied
     /// after everything is in place, deepest first.
@@ -161,10 +214,14 @@ impl Extraction {
         }
         let bounds = Bounds { workspace, roots };
         fs::create_dir_all(&bounds.workspace).map_err(ArchiveError::io(&bounds.workspace))?;
+        remove_stale_extractions(&bounds.workspace);
         let temp = tempfile::Builder::new()
-            .prefix(".runcache-extract-")
+            .prefix(TEMP_PREFIX)
             .tempdir_in(&bounds.workspace)
             .map_err(ArchiveError::io(&bounds.workspace))?;
+        let lock_path = temp.path().join(LOCK_FILE);
+        let lock = File::create_new(&lock_path).map_err(ArchiveError::io(&lock_path))?;
+        lock.lock().map_err(ArchiveError::io(&lock_path))?;
 
         let (entries, dirs, unpacked_bytes, (sha256_hex, compressed_bytes)) =
             std::thread::scope(|scope| {
@@ -212,6 +269,7 @@ impl Extraction {
         );
         Ok(Extraction {
             temp,
+            _lock: lock,
             bounds,
             dirs,
             summary: ExtractSummary {

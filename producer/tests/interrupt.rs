@@ -168,3 +168,79 @@ fn sigint_during_a_restore_leaves_the_targets_as_they_were_and_exits_130() {
     assert_eq!(extract_dirs(&s), Vec::<String>::new());
     assert!(!s.ws().join("dist").exists(), "nothing half-restored");
 }
+
+/// Waits until `ready` holds, then SIGKILLs `child` (no cleanup can run).
+fn kill_when(mut child: Child, ready: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "ended before the kill point"
+        );
+        assert!(Instant::now() < deadline, "never reached the kill point");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+fn extracted_bytes(s: &Sandbox) -> u64 {
+    extract_dirs(s)
+        .iter()
+        .flat_map(|d| files_under(&s.ws().join(d)))
+        .filter_map(|f| fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// `kill -9` of a restore (at several points) leaves its hidden directory;
+/// the next restore removes it, and never one a live restore still holds.
+#[test]
+fn a_killed_restore_leaves_debris_the_next_restore_removes_and_a_live_one_is_never_touched() {
+    let s = Sandbox::new();
+    big_tree(&s);
+    ok(&s.run(&["save", "--key", "big", "--path", "dist"], MAIN));
+    fs::create_dir_all(s.ws().join("small")).unwrap();
+    fs::write(s.ws().join("small/a"), b"a").unwrap();
+    ok(&s.run(&["save", "--key", "small", "--path", "small"], MAIN));
+    fs::remove_dir_all(s.ws().join("dist")).unwrap();
+
+    // Early (the first file begun) and late (a quarter of the tree written).
+    for point in [1u64, 64 << 20] {
+        let child = spawn(&s, &["restore", "--key", "big", "--path", "dist"]);
+        kill_when(child, || extracted_bytes(&s) >= point);
+        assert_eq!(
+            extract_dirs(&s).len(),
+            1,
+            "the killed restore left its directory"
+        );
+        let out = ok(&s.run(&["restore", "--key", "small", "--path", "small"], MAIN));
+        assert!(out.contains("cache-hit=true"), "{out}");
+        assert_eq!(
+            extract_dirs(&s),
+            Vec::<String>::new(),
+            "the next restore removed it"
+        );
+        assert!(!s.ws().join("dist").exists());
+    }
+
+    // A restore running while another one starts and ends: the live one's
+    // directory is locked, so it survives and the restore completes.
+    let mut child = spawn(&s, &["restore", "--key", "big", "--path", "dist"]);
+    while extracted_bytes(&s) == 0 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "ended before it was observed"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    ok(&s.run(&["restore", "--key", "small", "--path", "small"], MAIN));
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(files_under(&s.ws().join("dist")).len(), 8);
+    assert_eq!(extract_dirs(&s), Vec::<String>::new());
+}
