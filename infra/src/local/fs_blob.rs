@@ -2,7 +2,8 @@
 //! object, `root/.meta/{key}.json` its user metadata, `root/.tmp/` uploads in
 //! progress. A put streams into `.tmp/`, fsyncs, then renames into place, so
 //! a reader never sees a partial object and a crash leaves only a temp file
-//! (removed by `abort_stale_uploads`).
+//! (removed by `abort_stale_uploads`: at once after a minute when no live
+//! upload holds its lock, which a killed writer no longer does).
 
 use std::{
     collections::BTreeMap,
@@ -27,6 +28,11 @@ use crate::{
 const TMP_DIR: &str = ".tmp";
 const META_DIR: &str = ".meta";
 const IO_BUFFER: usize = 1 << 20;
+/// A temporary file no live upload holds locked (its writer was killed) is
+/// removed by `abort_stale_uploads` once it is this old, whatever its
+/// caller's cut-off; the short wait covers the instants between creating a
+/// temporary and locking it, and the unlocked metadata and copy temporaries.
+const UNLOCKED_GRACE: chrono::Duration = chrono::Duration::seconds(60);
 
 #[derive(Debug, Clone)]
 pub struct FsBlobStore {
@@ -232,9 +238,18 @@ impl BlobStore for FsBlobStore {
             path: self.temp_path(),
             armed: true,
         };
-        let file = fs::File::create(&tmp.path)
-            .await
-            .map_err(|e| StoreError::io(tmp.path.display().to_string(), e))?;
+        // Locked while this upload lives, so `abort_stale_uploads` can tell
+        // a killed process's leftover from a slow live upload.
+        let path = tmp.path.clone();
+        let file = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::create_new(&path)?;
+            file.lock()?;
+            Ok::<_, std::io::Error>(file)
+        })
+        .await
+        .map_err(|e| StoreError::io(tmp.path.display().to_string(), std::io::Error::other(e)))?
+        .map_err(|e| StoreError::io(tmp.path.display().to_string(), e))?;
+        let file = fs::File::from_std(file);
         let what = || format!("upload of `{key}`");
         let mut writeback = Writeback::new(&file)
             .await
@@ -267,9 +282,10 @@ impl BlobStore for FsBlobStore {
         file.sync_all()
             .await
             .map_err(|e| StoreError::io(what(), e))?;
-        drop(file);
+        // Still open (and locked) while it is renamed into place.
         self.publish(key, &tmp.path, &metadata).await?;
         tmp.armed = false;
+        drop(file);
         self.meta_of(key, &dest).await
     }
 
@@ -400,7 +416,15 @@ impl BlobStore for FsBlobStore {
                 .modified()
                 .map(DateTime::<Utc>::from)
                 .unwrap_or_default();
-            if modified < older_than {
+            let unlocked_for_a_while = modified < Utc::now() - UNLOCKED_GRACE && {
+                let path = entry.path();
+                tokio::task::spawn_blocking(move || {
+                    std::fs::File::open(&path).is_ok_and(|f| f.try_lock().is_ok())
+                })
+                .await
+                .unwrap_or(false)
+            };
+            if modified < older_than || unlocked_for_a_while {
                 remove_if_exists(&entry.path()).await?;
                 removed += 1;
             }
@@ -553,5 +577,41 @@ mod tests {
             .collect();
         expected.sort();
         assert_eq!(seen, expected);
+    }
+
+    /// A killed writer's temporary (unlocked) goes after the grace minute;
+    /// a live one (locked), however old, stays until the caller's cut-off.
+    #[tokio::test]
+    async fn unlocked_leftovers_go_after_a_minute_and_locked_uploads_stay() {
+        let (dir, store) = store_with(&[]);
+        let tmp = dir.path().join(TMP_DIR);
+        let old = SystemTime::now() - std::time::Duration::from_secs(120);
+        let age = |name: &str| {
+            let f = std::fs::File::create(tmp.join(name)).unwrap();
+            f.set_modified(old).unwrap();
+            f
+        };
+        drop(age("killed"));
+        let live = age("live");
+        live.lock().unwrap();
+        let fresh = std::fs::File::create(tmp.join("fresh")).unwrap();
+        let long_ago = Utc::now() - chrono::Duration::days(7);
+
+        assert_eq!(store.abort_stale_uploads(long_ago).await.unwrap(), 1);
+        let mut left: Vec<String> = std::fs::read_dir(&tmp)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["fresh", "live"]);
+        // Past the caller's cut-off everything goes, as before.
+        assert_eq!(
+            store
+                .abort_stale_uploads(Utc::now() + chrono::Duration::seconds(1))
+                .await
+                .unwrap(),
+            2
+        );
+        drop((live, fresh));
     }
 }

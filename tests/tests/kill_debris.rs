@@ -1,0 +1,99 @@
+//! `kill -9` of `save` on the local backend leaves its partial upload in
+//! the store's `.tmp/`; the sweep removes it once no live upload holds it
+//! and it is a minute old, and never a live upload's (#21 item 3).
+
+use std::{
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant, SystemTime},
+};
+
+use runcache_e2e::binaries;
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_killed_saves_partial_upload_is_swept_after_the_grace_minute() {
+    let root = tempfile::tempdir().unwrap();
+    let (ws, home) = (root.path().join("ws"), root.path().join("home"));
+    let dist = ws.join("dist");
+    fs::create_dir_all(&dist).unwrap();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..4 {
+        let mut f = std::io::BufWriter::new(fs::File::create(dist.join(format!("f{i}"))).unwrap());
+        for _ in 0..(64 << 20) / 8 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            f.write_all(&x.to_le_bytes()).unwrap();
+        }
+    }
+    let bin = binaries();
+    let mut save = Command::new(bin.join("runcache"))
+        .args([
+            "save",
+            "--key",
+            "big",
+            "--path",
+            "dist",
+            "--repository",
+            "acme/x",
+            "--ref",
+            "refs/heads/main",
+        ])
+        .current_dir(&ws)
+        .env("RUNCACHE_HOME", &home)
+        .env_remove("GITHUB_ACTIONS")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let tmp = home.join("blobs/.tmp");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !files_under(&tmp)
+        .iter()
+        .any(|f| fs::metadata(f).is_ok_and(|m| m.len() > 0))
+    {
+        assert!(
+            save.try_wait().unwrap().is_none(),
+            "save ended before the kill point"
+        );
+        assert!(Instant::now() < deadline, "never reached the kill point");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    save.kill().unwrap();
+    save.wait().unwrap();
+    let left = files_under(&tmp);
+    assert_eq!(left.len(), 1, "the killed save left its partial upload");
+
+    let sweep = || {
+        let out = Command::new(bin.join("runcache-worker"))
+            .args(["sweep", "--once"])
+            .env("RUNCACHE_HOME", &home)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // Right after: within the grace minute, it stays.
+    sweep();
+    assert_eq!(files_under(&tmp), left);
+    // A minute later (its mtime moved back): nobody holds it, it goes.
+    fs::File::options()
+        .write(true)
+        .open(&left[0])
+        .unwrap()
+        .set_modified(SystemTime::now() - Duration::from_secs(120))
+        .unwrap();
+    sweep();
+    assert_eq!(files_under(&tmp), Vec::<PathBuf>::new());
+}
