@@ -101,8 +101,8 @@ pub struct RestoreReport {
 }
 
 impl RestoreReport {
-    /// The miss a restore that could not run reports for `primary_key`.
-    pub fn failed(primary_key: &str, error: String) -> Self {
+    /// A miss of `primary_key` after a lookup of `lookup_ms`.
+    pub fn miss(primary_key: &str, lookup_ms: u64) -> Self {
         Self {
             outputs: RestoreOutputs {
                 cache_primary_key: primary_key.to_string(),
@@ -113,10 +113,18 @@ impl RestoreReport {
             content_hash: None,
             bytes: 0,
             entries: 0,
-            lookup_ms: 0,
+            lookup_ms,
             transfer_ms: 0,
-            duration_ms: 0,
+            duration_ms: lookup_ms,
+            error: None,
+        }
+    }
+
+    /// The miss a restore that could not run reports for `primary_key`.
+    pub fn failed(primary_key: &str, error: String) -> Self {
+        Self {
             error: Some(error),
+            ..Self::miss(primary_key, 0)
         }
     }
 }
@@ -145,21 +153,7 @@ pub async fn restore(
     let job = ctx.job();
     let hit = lookup(backend, &job, &lookup_req).await?;
     let lookup_ms = started.elapsed().as_millis() as u64;
-    let mut report = RestoreReport {
-        outputs: RestoreOutputs {
-            cache_primary_key: req.query.key.clone(),
-            ..Default::default()
-        },
-        hit_kind: HitKind::Miss,
-        matched_ref: None,
-        content_hash: None,
-        bytes: 0,
-        entries: 0,
-        lookup_ms,
-        transfer_ms: 0,
-        duration_ms: lookup_ms,
-        error: None,
-    };
+    let mut report = RestoreReport::miss(&req.query.key, lookup_ms);
     let mut accessed = access_event(&job, &lookup_req, hit.as_ref(), lookup_ms);
     accessed.lookup_only = req.lookup_only;
     let Some(SearchHit { entry, kind }) = hit else {
