@@ -146,25 +146,16 @@ fn logs_that_are_not_a_terminal_have_no_colour_codes_and_admin_flags_have_help()
     }
 }
 
-/// Incompressible bytes, so level 19 takes long enough to show progress.
-fn noise(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 #[test]
 #[allow(clippy::disallowed_methods)] // passes the test runner's PATH on
 fn save_progress_on_a_terminal_has_a_total_and_an_eta_and_says_saving() {
     let s = Sandbox::new();
     fs::create_dir_all(s.ws().join("dist")).unwrap();
-    fs::write(s.ws().join("dist/big"), noise(64 << 20)).unwrap();
+    fs::write(
+        s.ws().join("dist/big"),
+        runcache_testkit::noise::noise(64 << 20, 0x9E37_79B9_7F4A_7C15),
+    )
+    .unwrap();
     let command = format!(
         "{} save --key k --path dist --compression-level 19",
         env!("CARGO_BIN_EXE_runcache")

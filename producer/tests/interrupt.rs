@@ -4,7 +4,6 @@
 
 use std::{
     fs,
-    io::Write,
     path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -37,18 +36,7 @@ fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
 /// 256 MiB of incompressible data in `dist/`, so a save or a restore takes
 /// long enough to be interrupted in the middle.
 fn big_tree(s: &Sandbox) {
-    let dist = s.ws().join("dist");
-    fs::create_dir_all(&dist).unwrap();
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    for i in 0..8 {
-        let mut f = std::io::BufWriter::new(fs::File::create(dist.join(format!("f{i}"))).unwrap());
-        for _ in 0..(32 << 20) / 8 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            f.write_all(&x.to_le_bytes()).unwrap();
-        }
-    }
+    runcache_testkit::noise::noise_files(&s.ws().join("dist"), 8, 32 << 20);
 }
 
 #[allow(clippy::disallowed_methods)] // passes the test runner's PATH on

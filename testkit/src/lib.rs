@@ -9,6 +9,7 @@
 //! - [`actions_cache`]: the real `@actions/cache` client, installed from
 //!   npm and run as a job would run it, for the served-protocol tests.
 //! - [`http`]: one raw HTTP/1.1 request, for asserting exact answers.
+//! - [`noise`]: incompressible, deterministic test data.
 //! - [`intercept`]: wrappers around the ports that forward every call and
 //!   let a test hold it ([`Gate`]) or fail it ([`Faults`]), to build
 //!   interleavings and crashes explicitly.
@@ -23,6 +24,7 @@ pub mod http;
 pub mod intercept;
 #[cfg(feature = "aws")]
 pub mod moto;
+pub mod noise;
 
 pub use faults::{crashing, Faults};
 pub use gate::{Gate, GateHandle};

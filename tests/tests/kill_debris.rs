@@ -4,7 +4,6 @@
 
 use std::{
     fs,
-    io::Write,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant, SystemTime},
@@ -22,18 +21,8 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 fn a_killed_saves_partial_upload_is_swept_after_the_grace_minute() {
     let root = tempfile::tempdir().unwrap();
     let (ws, home) = (root.path().join("ws"), root.path().join("home"));
-    let dist = ws.join("dist");
-    fs::create_dir_all(&dist).unwrap();
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    for i in 0..4 {
-        let mut f = std::io::BufWriter::new(fs::File::create(dist.join(format!("f{i}"))).unwrap());
-        for _ in 0..(64 << 20) / 8 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            f.write_all(&x.to_le_bytes()).unwrap();
-        }
-    }
+    // Incompressible, so the save takes long enough to be killed mid-way.
+    runcache_testkit::noise::noise_files(&ws.join("dist"), 4, 64 << 20);
     let bin = binaries();
     let mut save = Command::new(bin.join("runcache"))
         .args([
