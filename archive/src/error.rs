@@ -40,6 +40,18 @@ pub enum ArchiveError {
     )]
     UnsafeEntry { entry: String, reason: String },
 
+    /// The destination holds a symlink where the restore would have to
+    /// write through it (a parent of a declared path inside the workspace,
+    /// or a directory below one). Nothing was restored. The cache entry is
+    /// fine: the destination needs fixing.
+    #[error(
+        "refusing to restore into `{}`: {reason}; nothing was restored \
+         (the cache entry is fine: remove the link, or declare the path it \
+         points to, and restore again)",
+        .path.display()
+    )]
+    UnsafeDestination { path: PathBuf, reason: String },
+
     /// The archive exceeds an extraction limit (a decompression bomb, or a
     /// cache that grew past the configured limit). Nothing was restored.
     #[error(

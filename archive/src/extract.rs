@@ -22,8 +22,8 @@
 //!   a declared root (`safety::Bounds::land`), except a directory entry
 //!   that is a parent of a root (`tar -cf - app` for a declared `app/dist`),
 //!   which is skipped and not counted;
-//! - a directory on its way below its root is a symlink, in the temporary
-//!   tree (made by an earlier entry) or at the destination;
+//! - a directory on its way below its root is a symlink made by an earlier
+//!   entry in the temporary tree;
 //! - it is a hard link whose target is not a regular file extracted before it
 //!   (which implies: under a declared root);
 //! - it is a symlink whose target tar cannot hold (empty, NUL); any other
@@ -31,6 +31,13 @@
 //!   (`safety::Bounds::check_symlink_target`);
 //! - it is anything but a file, directory, symlink or hard link;
 //! - it would replace a non-empty directory at the destination.
+//!
+//! The destination is refused ([`ArchiveError::UnsafeDestination`]: the
+//! entry is fine, the destination needs fixing) when a directory on an
+//! entry's way below its root, or a parent of a root inside the workspace,
+//! is a symlink there. A root that is itself a symlink is replaced by the
+//! restored directory at commit (the link removed, its target untouched),
+//! as GNU tar replaces a symlink with a directory entry of the same name.
 //!
 //! The decompressed stream is capped at `max_unpacked_bytes` as it is read
 //! (and a file is refused before it is written when its declared size would
@@ -143,6 +150,10 @@ pub struct ExtractSummary {
     pub unpacked_bytes: u64,
     /// Entries unpacked.
     pub entries: u64,
+    /// Declared paths that were symlinks at the destination and were
+    /// replaced by the restored directory (the link removed, what it pointed
+    /// to untouched), as GNU tar replaces a symlink with a directory entry.
+    pub replaced_symlinks: Vec<PathBuf>,
 }
 
 /// An archive unpacked into a temporary directory, not yet in place.
@@ -213,6 +224,7 @@ impl Extraction {
             });
         }
         let bounds = Bounds { workspace, roots };
+        check_root_parents(&bounds)?;
         fs::create_dir_all(&bounds.workspace).map_err(ArchiveError::io(&bounds.workspace))?;
         remove_stale_extractions(&bounds.workspace);
         let temp = tempfile::Builder::new()
@@ -277,6 +289,7 @@ impl Extraction {
                 compressed_bytes,
                 unpacked_bytes,
                 entries,
+                replaced_symlinks: Vec::new(),
             },
         })
     }
@@ -319,17 +332,26 @@ impl Extraction {
     /// are merged into existing ones, or moved whole when absent. Then
     /// directory modes and mtimes are applied, deepest first.
     ///
-    /// Nothing below a declared root is followed if it is a symlink. A
-    /// failure here (an `Io` error, or a destination that turned into a
-    /// symlink since unpacking) can leave some entries moved and others not.
-    pub fn commit(self) -> Result<ExtractSummary, ArchiveError> {
+    /// Nothing is written through a symlink: a declared root that is a
+    /// symlink at the destination is replaced by a restored directory (the
+    /// link removed, its target untouched: GNU tar's default), a parent of a
+    /// root inside the workspace that is one is refused (checked again
+    /// here), and nothing below a root is followed. A failure here (an `Io`
+    /// error, or a destination that turned into a symlink since unpacking)
+    /// can leave some entries moved and others not.
+    pub fn commit(mut self) -> Result<ExtractSummary, ArchiveError> {
+        check_root_parents(&self.bounds)?;
         for (index, root) in self.bounds.roots.iter().enumerate() {
             let slot = slot_path(self.temp.path(), index);
-            if lstat(&slot)?.is_none() {
+            let Some(slot_meta) = lstat(&slot)? else {
                 continue;
-            }
+            };
             if let Some(parent) = root.parent() {
                 fs::create_dir_all(parent).map_err(ArchiveError::io(parent))?;
+            }
+            if slot_meta.is_dir() && lstat(root)?.is_some_and(|m| m.is_symlink()) {
+                fs::remove_file(root).map_err(ArchiveError::io(root))?;
+                self.summary.replaced_symlinks.push(root.clone());
             }
             move_tree(&slot, root)?;
         }
@@ -358,6 +380,47 @@ impl Extraction {
         let temp_path = self.temp.path().to_owned();
         self.temp.close().map_err(ArchiveError::io(temp_path))
     }
+}
+
+/// Refuses a declared root under the workspace whose way down from the
+/// workspace passes a symlink at the destination (`build -> /elsewhere` for
+/// a declared `build/out`): the restore would create and write through it.
+/// The root itself may be a symlink (commit replaces it). Above the
+/// workspace, and above a root outside it (`~/.cache` for `~/.cache/pip`),
+/// directories are the machine's layout and are followed: a runner that
+/// links `~/.cache` to a larger disk gets its cache there.
+fn check_root_parents(bounds: &Bounds) -> Result<(), ArchiveError> {
+    for root in &bounds.roots {
+        let Ok(rel) = root.strip_prefix(&bounds.workspace) else {
+            continue;
+        };
+        let Some(parent) = rel.parent() else {
+            continue;
+        };
+        let mut path = bounds.workspace.clone();
+        for component in parent {
+            path.push(component);
+            if lstat(&path)?.is_some_and(|m| m.is_symlink()) {
+                return Err(ArchiveError::UnsafeDestination {
+                    reason: format!(
+                        "it is a symlink at the destination{} above the declared path `{}`, \
+                         and nothing is written through symlinks",
+                        link_target(&path),
+                        root.display()
+                    ),
+                    path,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// ` (to `target`)` for a message, or nothing when it cannot be read.
+fn link_target(path: &Path) -> String {
+    fs::read_link(path)
+        .map(|t| format!(" (to `{}`)", t.display()))
+        .unwrap_or_default()
 }
 
 fn slot_path(temp: &Path, root: usize) -> PathBuf {
@@ -578,14 +641,14 @@ impl Unpacker<'_> {
             match self.dest_state(&path)? {
                 DestState::Absent => return Ok(()),
                 DestState::Symlink => {
-                    return Err(ArchiveError::unsafe_entry(
-                        shown,
-                        format!(
-                            "`{}` is a symlink at the destination and nothing is written \
-                             through symlinks (remove it and restore again)",
-                            path.display()
+                    return Err(ArchiveError::UnsafeDestination {
+                        reason: format!(
+                            "it is a symlink at the destination{}, and entry `{shown}` \
+                             would be written through it",
+                            link_target(&path)
                         ),
-                    ))
+                        path,
+                    })
                 }
                 DestState::Dir | DestState::Other => {}
             }
@@ -816,21 +879,12 @@ fn describe(entry_type: EntryType) -> String {
 
 /// Moves the temporary tree `src` to `dest` (see [`Extraction::commit`]).
 fn move_tree(src: &Path, dest: &Path) -> Result<(), ArchiveError> {
-    // (source, destination, is the declared root itself)
-    let mut work = vec![(src.to_owned(), dest.to_owned(), true)];
-    while let Some((src, dest, is_root)) = work.pop() {
+    // (source, destination)
+    let mut work = vec![(src.to_owned(), dest.to_owned())];
+    while let Some((src, dest)) = work.pop() {
         let src_is_dir = lstat(&src)?.is_some_and(|m| m.is_dir());
         let existing = match lstat(&dest)? {
             None => DestState::Absent,
-            // The root may be a symlink the user made (`~/.cache ->
-            // /mnt/cache`): merge a directory into its target, there only.
-            Some(meta) if meta.is_symlink() && is_root && src_is_dir => {
-                if fs::metadata(&dest).is_ok_and(|m| m.is_dir()) {
-                    DestState::Dir
-                } else {
-                    DestState::Other
-                }
-            }
             Some(meta) if meta.is_symlink() => DestState::Symlink,
             Some(meta) if meta.is_dir() => DestState::Dir,
             Some(_) => DestState::Other,
@@ -839,15 +893,18 @@ fn move_tree(src: &Path, dest: &Path) -> Result<(), ArchiveError> {
             (true, DestState::Dir) => {
                 for child in fs::read_dir(&src).map_err(ArchiveError::io(&src))? {
                     let name = child.map_err(ArchiveError::io(&src))?.file_name();
-                    work.push((src.join(&name), dest.join(&name), false));
+                    work.push((src.join(&name), dest.join(&name)));
                 }
             }
             (true, DestState::Symlink) => {
-                return Err(ArchiveError::unsafe_entry(
-                    &dest.display().to_string(),
-                    "the destination became a symlink after unpacking, and nothing is \
-                     written through symlinks (remove it and restore again)",
-                ))
+                return Err(ArchiveError::UnsafeDestination {
+                    reason: format!(
+                        "it became a symlink at the destination{} after unpacking, and \
+                         nothing is written through symlinks",
+                        link_target(&dest)
+                    ),
+                    path: dest,
+                })
             }
             (true, DestState::Other) => {
                 fs::remove_file(&dest).map_err(ArchiveError::io(&dest))?;
@@ -871,7 +928,7 @@ fn move_tree(src: &Path, dest: &Path) -> Result<(), ArchiveError> {
 fn move_dir(
     src: &Path,
     dest: &Path,
-    work: &mut Vec<(PathBuf, PathBuf, bool)>,
+    work: &mut Vec<(PathBuf, PathBuf)>,
 ) -> Result<(), ArchiveError> {
     match fs::rename(src, dest) {
         Ok(()) => Ok(()),
@@ -879,7 +936,7 @@ fn move_dir(
             fs::create_dir(dest).map_err(ArchiveError::io(dest))?;
             for child in fs::read_dir(src).map_err(ArchiveError::io(src))? {
                 let name = child.map_err(ArchiveError::io(src))?.file_name();
-                work.push((src.join(&name), dest.join(&name), false));
+                work.push((src.join(&name), dest.join(&name)));
             }
             Ok(())
         }

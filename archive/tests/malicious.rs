@@ -53,6 +53,19 @@ fn assert_unsafe(err: &ArchiveError, needle: &str) {
     }
 }
 
+/// Refused because of what is at the destination, not the archive.
+fn destination_refused(sb: &Sandbox, archive: RawTar, patterns: &[&str], needle: &str) {
+    let err = refused(sb, &archive.zstd(), patterns, &ExtractLimits::default());
+    match &err {
+        ArchiveError::UnsafeDestination { reason, .. } => assert!(
+            reason.contains(needle),
+            "reason {reason:?} lacks {needle:?}"
+        ),
+        other => panic!("expected UnsafeDestination, got {other:?}"),
+    }
+    assert!(err.to_string().contains("the cache entry is fine"), "{err}");
+}
+
 fn unsafe_for(sb: &Sandbox, archive: RawTar, needle: &str) {
     let err = refused(
         sb,
@@ -160,16 +173,84 @@ fn writing_through_a_symlink_made_by_an_earlier_entry_is_refused() {
 fn writing_through_a_symlink_at_the_destination_is_refused() {
     let sb = sandbox();
     symlink("../../outside", sb.ws.join("node_modules/sub")).expect("symlink");
-    unsafe_for(
+    destination_refused(
         &sb,
         tar().file(b"node_modules/sub/evil", b"x"),
+        &["node_modules"],
         "symlink at the destination",
     );
-    unsafe_for(
+    destination_refused(
         &sb,
         tar().dir(b"node_modules/sub/"),
+        &["node_modules"],
         "symlink at the destination",
     );
+}
+
+/// A declared path inside the workspace whose parent is a symlink
+/// (`build -> ../outside` for a declared `build/out`) is refused before
+/// anything is unpacked: restoring would write through the link.
+#[test]
+fn a_parent_of_a_declared_path_that_is_a_symlink_is_refused() {
+    let sb = sandbox();
+    symlink("../outside", sb.ws.join("build")).expect("symlink");
+    destination_refused(
+        &sb,
+        RawTar::new()
+            .dir(b"build/out/")
+            .file(b"build/out/a.o", b"obj"),
+        &["build/out"],
+        "above the declared path",
+    );
+}
+
+/// A declared path that is itself a symlink to a directory elsewhere is
+/// replaced by the restored directory, as GNU tar does with a directory
+/// entry: the link goes, what it pointed to is untouched.
+#[test]
+fn a_declared_path_that_is_a_symlink_is_replaced_not_written_through() {
+    let sb = sandbox();
+    fs::create_dir(sb.outside.join("cache")).expect("mkdir");
+    symlink(sb.outside.join("cache"), sb.ws.join("out")).expect("symlink");
+    let summary = sb
+        .unpack(
+            &RawTar::new().dir(b"out/").file(b"out/a.o", b"obj").zstd(),
+            &["out"],
+        )
+        .expect("unpack")
+        .commit()
+        .expect("commit");
+    assert_eq!(summary.replaced_symlinks, vec![sb.ws.join("out")]);
+    let meta = fs::symlink_metadata(sb.ws.join("out")).expect("out");
+    assert!(meta.is_dir(), "the link was replaced by a directory");
+    assert_eq!(fs::read(sb.ws.join("out/a.o")).expect("a.o"), b"obj");
+    assert_eq!(
+        fs::read_dir(sb.outside.join("cache"))
+            .expect("cache")
+            .count(),
+        0,
+        "nothing was written where the link pointed"
+    );
+}
+
+/// Above a declared path outside the workspace, directories are the
+/// machine's layout: a runner whose `~/.cache` links to a larger disk gets
+/// its cache restored there.
+#[test]
+fn links_above_a_declared_path_outside_the_workspace_are_the_machines() {
+    let sb = sandbox();
+    let disk = sb.root.join("disk");
+    fs::create_dir(&disk).expect("mkdir");
+    symlink(&disk, sb.home.join(".cache")).expect("symlink");
+    let archive = RawTar::new()
+        .dir(b"../home/.cache/pip/")
+        .file(b"../home/.cache/pip/wheel", b"whl")
+        .zstd();
+    sb.unpack(&archive, &["~/.cache/pip"])
+        .expect("unpack")
+        .commit()
+        .expect("commit");
+    assert_eq!(fs::read(disk.join("pip/wheel")).expect("wheel"), b"whl");
 }
 
 /// A symlink entry is only a name: restoring one writes nothing where it
@@ -207,14 +288,16 @@ fn symlinks_pointing_anywhere_are_restored_as_links_and_never_written_through() 
     };
     unsafe_for(&sb, through(b"node_modules/x/evil"), "symlink");
     // ... through one a previous restore left at the destination...
-    unsafe_for(
+    destination_refused(
         &sb,
         tar().file(b"node_modules/up/evil", b"x"),
+        &["node_modules"],
         "symlink at the destination",
     );
-    unsafe_for(
+    destination_refused(
         &sb,
         tar().dir(b"node_modules/e/sub/"),
+        &["node_modules"],
         "symlink at the destination",
     );
     // ... or by hard-linking to a link.

@@ -217,6 +217,13 @@ async fn download_and_extract(
     .map_err(|e| RestoreError::Task(e.to_string()))?;
     bar.finish_and_clear();
     let summary = summary?;
+    for link in &summary.replaced_symlinks {
+        eprintln!(
+            "runcache: `{}` was a symlink; the restore replaced the link with the saved \
+             directory, as tar does (what it pointed to is untouched)",
+            link.display()
+        );
+    }
     Ok((summary.compressed_bytes, summary.entries))
 }
 

@@ -930,3 +930,47 @@ fn an_empty_restore_key_is_named_and_a_key_with_a_newline_cannot_inject_outputs(
     assert_eq!(parsed["cache-primary-key"], "a\ncache-hit=true");
     assert_eq!(parsed.len(), 3, "{written}");
 }
+
+/// A declared path that became a symlink at the destination is replaced by
+/// the restored directory (as tar does); a parent of one that is a symlink
+/// is refused with the link named, and nothing is written where it points.
+#[test]
+fn symlinks_at_a_declared_path_or_above_it_are_never_written_through() {
+    let s = Sandbox::new();
+    for dir in ["out", "build/out"] {
+        fs::create_dir_all(s.ws().join(dir)).unwrap();
+        fs::write(s.ws().join(dir).join("a.o"), b"obj").unwrap();
+        ok(&s.run(&["save", "--key", dir, "--path", dir], MAIN));
+    }
+    fs::remove_dir_all(s.ws().join("out")).unwrap();
+    fs::remove_dir_all(s.ws().join("build")).unwrap();
+    fs::create_dir_all(s.outside().join("elsewhere/out")).unwrap();
+    symlink(s.outside().join("elsewhere"), s.ws().join("out")).unwrap();
+    symlink(s.outside().join("elsewhere"), s.ws().join("build")).unwrap();
+    let before = s.outside_listing();
+
+    let out = s.run(&["restore", "--key", "out", "--path", "out"], MAIN);
+    assert!(ok(&out).contains("cache-hit=true"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("was a symlink"), "{}", stderr(&out));
+    assert!(fs::symlink_metadata(s.ws().join("out")).unwrap().is_dir());
+    assert_eq!(fs::read(s.ws().join("out/a.o")).unwrap(), b"obj");
+
+    let out = s.run(
+        &["restore", "--key", "build/out", "--path", "build/out"],
+        MAIN,
+    );
+    assert!(ok(&out).contains("cache-hit=\n"), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("above the declared path"), "{err}");
+    assert!(err.contains("the cache entry is fine"), "{err}");
+    assert_eq!(
+        s.outside_listing(),
+        before,
+        "nothing written through a link"
+    );
+    let elsewhere: Vec<_> = walk_files(&s.outside().join("elsewhere"));
+    assert!(
+        elsewhere.is_empty(),
+        "written through a link: {elsewhere:?}"
+    );
+}
