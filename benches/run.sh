@@ -16,6 +16,8 @@
 #                the promote batch (default 1024)
 #   RUNS         runs per timing, the median is reported (default 5)
 #   ONLY         sections to run (default: machine save_restore serve hash promote lookup simulate)
+#   CORPORA      save_restore's corpora (default: all six below; a subset
+#                leaves docs/benchmarks.md alone)
 #   PROFILE      cargo profile of the binaries (default release)
 #   TARGET_SRC   the cargo target/ copied as a corpus (default: this repo's
 #                target/release, after the build below)
@@ -32,6 +34,11 @@
 #                  JavaScript does, ~5:1)
 #   big-${SIZE_MB}m/     target/ and random-${SIZE_MB}m/ in one tree, as hard
 #                  links (over 2 GB at the default size: the peak-RSS check)
+#   mixed/         system files as real trees hold them: a copy (`cp -a`, so
+#                  hard links and symlinks kept) of the Python standard
+#                  library, /usr/share/doc and /usr/lib/<arch> (shared
+#                  libraries and their symlinks, Mesa's drivers hard-linked
+#                  many times): many medium files, compressible binaries
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -41,7 +48,9 @@ runs="${RUNS:-5}"
 only="${ONLY:-machine save_restore serve hash promote lookup simulate}"
 profile="${PROFILE:-release}"
 results="${RESULTS:-$bench/results.md}"
-update_docs="${UPDATE_DOCS:-$([ "$size_mb" = 1024 ] && echo 1 || echo 0)}"
+all_corpora="node_modules target random-${size_mb}m text-${size_mb}m big-${size_mb}m mixed"
+corpora="${CORPORA:-$all_corpora}"
+update_docs="${UPDATE_DOCS:-$([ "$size_mb" = 1024 ] && [ "$corpora" = "$all_corpora" ] && echo 1 || echo 0)}"
 doc="$root/docs/benchmarks.md"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 bin_dir="$target_dir/$([ "$profile" = dev ] && echo debug || echo "$profile")"
@@ -100,6 +109,14 @@ if wants save_restore || wants hash || wants serve; then
     cp -al "$bench/target/target" "$bench/big-${size_mb}m/tree.tmp/target"
     cp -al "$random/data" "$bench/big-${size_mb}m/tree.tmp/random"
     mv "$bench/big-${size_mb}m/tree.tmp" "$bench/big-${size_mb}m/tree"
+  fi
+  if [ ! -d "$bench/mixed/tree" ]; then
+    log "corpus mixed (system files)..."
+    rm -rf "$bench/mixed/tree.tmp"; mkdir -p "$bench/mixed/tree.tmp"
+    # One cp, so hard links between the three stay links.
+    py=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')
+    cp -a "$py" /usr/share/doc "/usr/lib/$(uname -m)-linux-gnu" "$bench/mixed/tree.tmp/"
+    mv "$bench/mixed/tree.tmp" "$bench/mixed/tree"
   fi
   if [ ! -f "$text/data/text.txt" ]; then
     log "corpus text-${size_mb}m..."
@@ -168,8 +185,8 @@ if wants machine; then
 fi
 
 if wants save_restore; then
-  rows=()
-  for corpus in node_modules target "random-${size_mb}m" "text-${size_mb}m" "big-${size_mb}m"; do
+  rows=() small_files=()
+  for corpus in $corpora; do
     dir="$bench/$corpus"
     case "$corpus" in
       node_modules) path=node_modules; what="node_modules (\`npm install\` of \`benches/corpora/package.json\`, $(find "$dir/$path" -type f | wc -l) files)" ;;
@@ -177,6 +194,7 @@ if wants save_restore; then
       random-*) path=data; what="incompressible: one file from /dev/urandom" ;;
       text-*) path=data; what="compressible: one file of JavaScript sources (tar of node_modules, repeated)" ;;
       big-*) path=tree; what="large: the cargo \`target/\` and the incompressible file in one tree ($(find "$dir/$path" -type f | wc -l) files)" ;;
+      mixed) path=tree; what="mixed system files: Python stdlib, /usr/share/doc, shared libraries ($(find "$dir/$path" -type f | wc -l) files, $(find "$dir/$path" -type f -links +1 | wc -l) of them hard-linked, $(find "$dir/$path" -type l | wc -l) symlinks)" ;;
     esac
     bytes=$(du -sb "$dir/$path" | cut -f1)
     work="$bench/work"; rm -rf "$work"; mkdir -p "$work"
@@ -185,29 +203,29 @@ if wants save_restore; then
     home="$work/home"
     measure_alt \
       "rm -f '$work/f.tzst'" "tar -cf - -C '$dir' '$path' | zstd -q -T0 -3 -o '$work/f.tzst'" \
-      "rm -rf '$home'" "cd '$dir' && RUNCACHE_HOME='$home' exec '$rc' -q save --key bench --path '$path'" \
+      "rm -rf '$home'" "cd '$dir' && RUNCACHE_HOME='$home' exec '$rc' -q save --repository bench/bench --key bench --path '$path'" \
       "rm -f '$work/p.tzst'" "tar --posix -cf - -C '$dir' '$path' | zstd -q -T0 -3 -o '$work/p.tzst'" \
       > "$bench/.saves"
     { read -r base_save; read -r rc_save; read -r posix_save; } < "$bench/.saves"
     archive=$(stat -c %s "$work/f.tzst")
-    if [ "$corpus" = node_modules ]; then
+    if [ "$corpus" = node_modules ] || [ "$corpus" = mixed ]; then
       # Many small files: first into fresh directories, nothing deleted
       # in between (every run creates its own tree; all go at the end).
       fresh_n=0
       measure_alt \
         "fresh_n=\$((fresh_n + 1)); export dest='$work/fresh/'\$fresh_n; mkdir -p \"\$dest\"" "zstd -q -d -T0 -c '$work/f.tzst' | tar -xf - -C \"\$dest\"" \
-        "fresh_n=\$((fresh_n + 1)); export dest='$work/fresh/'\$fresh_n; mkdir -p \"\$dest\"" "cd \"\$dest\" && RUNCACHE_HOME='$home' exec '$rc' -q restore --key bench --path '$path'" \
+        "fresh_n=\$((fresh_n + 1)); export dest='$work/fresh/'\$fresh_n; mkdir -p \"\$dest\"" "cd \"\$dest\" && RUNCACHE_HOME='$home' exec '$rc' -q restore --repository bench/bench --fail-on-cache-miss --key bench --path '$path'" \
         > "$bench/.fresh"
       { read -r fresh_base; read -r fresh_rc; } < "$bench/.fresh"
     fi
     measure_alt \
       "rm -rf '$work/out' '$work/ws' && mkdir -p '$work/out'" "zstd -q -d -T0 -c '$work/f.tzst' | tar -xf - -C '$work/out'" \
-      "rm -rf '$work/out' '$work/ws' && mkdir -p '$work/ws'" "cd '$work/ws' && RUNCACHE_HOME='$home' exec '$rc' -q restore --key bench --path '$path'" \
+      "rm -rf '$work/out' '$work/ws' && mkdir -p '$work/ws'" "cd '$work/ws' && RUNCACHE_HOME='$home' exec '$rc' -q restore --repository bench/bench --fail-on-cache-miss --key bench --path '$path'" \
       > "$bench/.restores"
     { read -r base_restore; read -r rc_restore; } < "$bench/.restores"
     rm -rf "$work"
-    if [ "$corpus" = node_modules ]; then
-      small_files="| $what | ${fresh_rc% *} s / ${fresh_base% *} s = **$(ratio "${fresh_rc% *}" "${fresh_base% *}")** | ${rc_restore% *} s / ${base_restore% *} s = **$(ratio "${rc_restore% *}" "${base_restore% *}")** |"
+    if [ "$corpus" = node_modules ] || [ "$corpus" = mixed ]; then
+      small_files+=("| $what | ${fresh_rc% *} s / ${fresh_base% *} s = **$(ratio "${fresh_rc% *}" "${fresh_base% *}")** | ${rc_restore% *} s / ${base_restore% *} s = **$(ratio "${rc_restore% *}" "${base_restore% *}")** |")
     fi
 
     rows+=("| $what | $(( bytes >> 20 )) MiB → $(( archive >> 20 )) MiB | ${rc_save% *} s / ${base_save% *} s = **$(ratio "${rc_save% *}" "${base_save% *}")** | ${posix_save% *} s: $(ratio "${rc_save% *}" "${posix_save% *}") | ${rc_restore% *} s / ${base_restore% *} s = **$(ratio "${rc_restore% *}" "${base_restore% *}")** | $(mib "${rc_save#* }") / $(mib "${rc_restore#* }") | $(mib "${base_save#* }") / $(mib "${base_restore#* }") |")
@@ -220,7 +238,7 @@ if wants save_restore; then
   {
     echo "| corpus | restore into a fresh directory: runcache / zstd\|tar = ratio | right after deleting the previous restore: runcache / zstd\|tar = ratio |"
     echo "|---|---|---|"
-    echo "$small_files"
+    printf '%s\n' "${small_files[@]}"
   } > "$out/small_files.md"
 fi
 
@@ -260,7 +278,7 @@ if wants serve; then
     save_n=0
     measure_alt \
       "save_n=\$((save_n + 1)); export save_n" "cd '$dir' && env $env_ node '$client' save bench-\$save_n '$path'" \
-      "rm -rf '$work/home'" "cd '$dir' && RUNCACHE_HOME='$work/home' exec '$rc' -q save --key bench --path '$path'" \
+      "rm -rf '$work/home'" "cd '$dir' && RUNCACHE_HOME='$work/home' exec '$rc' -q save --repository bench/bench --key bench --path '$path'" \
       "rm -f '$work/f.tzst'" "tar -cf - -C '$dir' '$path' | zstd -q -T0 -3 -o '$work/f.tzst'" \
       > "$bench/.saves"
     { read -r client_save; read -r rc_save; read -r base_save; } < "$bench/.saves"
@@ -271,7 +289,7 @@ if wants serve; then
     rm -rf "$work/check"
     measure_alt \
       "rm -rf '$work/ws' '$work/out' && mkdir -p '$work/ws'" "cd '$work/ws' && env $env_ node '$client' restore bench-1 '$path'" \
-      "rm -rf '$work/ws' '$work/out' && mkdir -p '$work/ws'" "cd '$work/ws' && RUNCACHE_HOME='$work/home' exec '$rc' -q restore --key bench --path '$path'" \
+      "rm -rf '$work/ws' '$work/out' && mkdir -p '$work/ws'" "cd '$work/ws' && RUNCACHE_HOME='$work/home' exec '$rc' -q restore --repository bench/bench --fail-on-cache-miss --key bench --path '$path'" \
       "rm -rf '$work/ws' '$work/out' && mkdir -p '$work/out'" "zstd -q -d -T0 -c '$work/f.tzst' | tar -xf - -C '$work/out'" \
       > "$bench/.restores"
     { read -r client_restore; read -r rc_restore; read -r base_restore; } < "$bench/.restores"
