@@ -12,6 +12,7 @@ use std::time::Duration;
 use runcache_infra::{names, Backend};
 use runcache_schemas::{Event, HitKind, TrustLevel};
 use runcache_server::ServeOptions;
+use runcache_testkit::noise::noise;
 use runcache_worker::{drain, promote::promoter};
 use serde_json::json;
 use sha2::{Digest, Sha256};

@@ -271,19 +271,6 @@ pub fn matched(result: &Value) -> Option<String> {
     result["matchedKey"].as_str().map(str::to_string)
 }
 
-/// Deterministic pseudo-random bytes.
-pub fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
-}
-
 pub use runcache_testkit::http::http;
 
 pub async fn twirp(s: &Served, method: &str, token: Option<&str>, body: Value) -> (u16, Value) {
