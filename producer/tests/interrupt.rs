@@ -12,6 +12,7 @@ use std::{
 mod common;
 
 use common::{ok, Sandbox, MAIN, REPO};
+use runcache_testkit::process::kill_when;
 
 /// Files under `dir` (recursively), for "nothing left behind".
 fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -155,21 +156,6 @@ fn sigint_during_a_restore_leaves_the_targets_as_they_were_and_exits_130() {
     );
     assert_eq!(extract_dirs(&s), Vec::<String>::new());
     assert!(!s.ws().join("dist").exists(), "nothing half-restored");
-}
-
-/// Waits until `ready` holds, then SIGKILLs `child` (no cleanup can run).
-fn kill_when(mut child: Child, ready: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ready() {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "ended before the kill point"
-        );
-        assert!(Instant::now() < deadline, "never reached the kill point");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 fn extracted_bytes(s: &Sandbox) -> u64 {

@@ -10,6 +10,7 @@
 //!   npm and run as a job would run it, for the served-protocol tests.
 //! - [`http`]: one raw HTTP/1.1 request, for asserting exact answers.
 //! - [`noise`]: incompressible, deterministic test data.
+//! - [`process`]: `kill -9` of a child at a chosen point.
 //! - [`intercept`]: wrappers around the ports that forward every call and
 //!   let a test hold it ([`Gate`]) or fail it ([`Faults`]), to build
 //!   interleavings and crashes explicitly.
@@ -25,6 +26,7 @@ pub mod intercept;
 #[cfg(feature = "aws")]
 pub mod moto;
 pub mod noise;
+pub mod process;
 
 pub use faults::{crashing, Faults};
 pub use gate::{Gate, GateHandle};

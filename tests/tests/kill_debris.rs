@@ -6,10 +6,11 @@ use std::{
     fs,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, SystemTime},
 };
 
 use runcache_e2e::binaries;
+use runcache_testkit::process::kill_when;
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     fs::read_dir(dir)
@@ -24,7 +25,7 @@ fn a_killed_saves_partial_upload_is_swept_after_the_grace_minute() {
     // Incompressible, so the save takes long enough to be killed mid-way.
     runcache_testkit::noise::noise_files(&ws.join("dist"), 4, 64 << 20);
     let bin = binaries();
-    let mut save = Command::new(bin.join("runcache"))
+    let save = Command::new(bin.join("runcache"))
         .args([
             "save",
             "--key",
@@ -44,20 +45,11 @@ fn a_killed_saves_partial_upload_is_swept_after_the_grace_minute() {
         .spawn()
         .unwrap();
     let tmp = home.join("blobs/.tmp");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !files_under(&tmp)
-        .iter()
-        .any(|f| fs::metadata(f).is_ok_and(|m| m.len() > 0))
-    {
-        assert!(
-            save.try_wait().unwrap().is_none(),
-            "save ended before the kill point"
-        );
-        assert!(Instant::now() < deadline, "never reached the kill point");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    save.kill().unwrap();
-    save.wait().unwrap();
+    kill_when(save, || {
+        files_under(&tmp)
+            .iter()
+            .any(|f| fs::metadata(f).is_ok_and(|m| m.len() > 0))
+    });
     let left = files_under(&tmp);
     assert_eq!(left.len(), 1, "the killed save left its partial upload");
 
