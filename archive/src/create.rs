@@ -128,7 +128,8 @@ pub fn create_from_paths(
     }
 
     let (uncompressed_bytes, encoder) = tar.finish().map_err(output)?.finish();
-    let (sha256_hex, compressed_bytes, mut out) = encoder.finish().map_err(output)?.finish();
+    let (sha256_hex, compressed_bytes, mut out) =
+        encoder.finish().map_err(output)?.finish().map_err(output)?;
     out.flush().map_err(output)?;
     Ok(ArchiveSummary {
         sha256_hex,

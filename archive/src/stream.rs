@@ -11,32 +11,95 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-/// Hashes and counts every byte written through it to `inner`.
+/// Bytes hashed at a time on the hashing thread, and how many such chunks
+/// may wait for it: bounds what [`HashingWriter`] holds at 6 MiB.
+const HASH_CHUNK: usize = 1 << 20;
+const HASH_DEPTH: usize = 4;
+
+/// Hashes and counts every byte written through it to `inner`. The hashing
+/// runs on a thread of its own, fed in chunks, so that it overlaps with
+/// producing the bytes: for an incompressible archive, SHA-256 of the
+/// output costs about as much as compressing it, and on the thread that
+/// feeds zstd it would hold the compression back.
 pub(crate) struct HashingWriter<W> {
     inner: W,
-    hasher: Sha256,
+    /// Bytes written to `inner` but not yet handed to the hasher.
+    chunk: Vec<u8>,
+    to_hasher: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    /// Chunks the hasher is done with, for reuse.
+    spare: std::sync::mpsc::Receiver<Vec<u8>>,
+    hasher: Option<std::thread::JoinHandle<Sha256>>,
     bytes: u64,
 }
 
 impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
+        let (to_hasher, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(HASH_DEPTH);
+        let (give_back, spare) = std::sync::mpsc::channel();
+        let hasher = std::thread::Builder::new()
+            .name("runcache-hash".into())
+            .spawn(move || {
+                let mut hasher = Sha256::new();
+                for mut chunk in chunks {
+                    hasher.update(&chunk);
+                    chunk.clear();
+                    let _ = give_back.send(chunk);
+                }
+                hasher
+            })
+            .expect("spawning a thread");
         HashingWriter {
             inner,
-            hasher: Sha256::new(),
+            chunk: Vec::with_capacity(HASH_CHUNK),
+            to_hasher: Some(to_hasher),
+            spare,
+            hasher: Some(hasher),
             bytes: 0,
         }
     }
 
+    /// Hands the current chunk to the hasher and starts the next one.
+    fn hand_over(&mut self) {
+        let next = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(HASH_CHUNK));
+        let full = std::mem::replace(&mut self.chunk, next);
+        if let Some(to_hasher) = &self.to_hasher {
+            // Only fails if the hasher panicked: `finish` reports that.
+            let _ = to_hasher.send(full);
+        }
+    }
+
     /// The SHA-256 hex and byte count of everything written, and `inner`.
-    pub fn finish(self) -> (String, u64, W) {
-        (hex::encode(self.hasher.finalize()), self.bytes, self.inner)
+    pub fn finish(mut self) -> io::Result<(String, u64, W)> {
+        if !self.chunk.is_empty() {
+            self.hand_over();
+        }
+        drop(self.to_hasher.take());
+        let hasher = self
+            .hasher
+            .take()
+            .expect("finish runs once")
+            .join()
+            .map_err(|_| io::Error::other("the hashing thread panicked"))?;
+        Ok((hex::encode(hasher.finalize()), self.bytes, self.inner))
     }
 }
 
 impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
+        let mut written = &buf[..n];
+        while !written.is_empty() {
+            let room = HASH_CHUNK - self.chunk.len();
+            let (now, later) = written.split_at(room.min(written.len()));
+            self.chunk.extend_from_slice(now);
+            if self.chunk.len() == HASH_CHUNK {
+                self.hand_over();
+            }
+            written = later;
+        }
         self.bytes += n as u64;
         Ok(n)
     }

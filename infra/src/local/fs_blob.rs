@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::{
     fs,
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader, BufWriter},
+    io::{AsyncReadExt, AsyncSeekExt},
 };
 
 use crate::{
@@ -27,7 +27,6 @@ use crate::{
 
 const TMP_DIR: &str = ".tmp";
 const META_DIR: &str = ".meta";
-const IO_BUFFER: usize = 1 << 20;
 /// A temporary file no live upload holds locked (its writer was killed) is
 /// removed by `abort_stale_uploads` once it is this old, whatever its
 /// caller's cut-off; the short wait covers the instants between creating a
@@ -136,46 +135,85 @@ impl FsBlobStore {
     }
 }
 
-/// Early writeback for a put: every [`WRITEBACK_CHUNK`] bytes, asks the
-/// kernel to start writing the previous chunk to disk, without waiting and
-/// without locking the file (`posix_fadvise(DONTNEED)` on pages that are
-/// still dirty starts their writeback and leaves them cached). The put's
-/// final fsync then waits for the last chunks only, instead of for the
-/// whole object after it has been written (about 0.4 s per GiB here).
-struct Writeback {
-    file: std::sync::Arc<std::fs::File>,
-    /// Bytes up to here have been handed to the kernel for writeback.
-    started: u64,
-    pending: Option<tokio::task::JoinHandle<()>>,
-}
-
+/// A put's body goes to its temporary file in buffers of this size, written
+/// on the blocking pool while the next one fills.
+const PUT_BUFFER: usize = 1 << 20;
+/// Writeback is started every this many bytes (see [`FileSink`]).
 const WRITEBACK_CHUNK: u64 = 32 << 20;
 
-impl Writeback {
-    async fn new(file: &fs::File) -> std::io::Result<Writeback> {
-        Ok(Writeback {
-            file: std::sync::Arc::new(file.try_clone().await?.into_std().await),
-            started: 0,
-            pending: None,
-        })
+/// The writing end of a put: each buffer is written with one blocking
+/// `write_all` on the blocking pool while the caller fills the next (so
+/// reading the body and writing the file overlap, with no copy but the one
+/// out of the body), and every [`WRITEBACK_CHUNK`] bytes the kernel is
+/// asked to start writing what is behind, without waiting
+/// (`posix_fadvise(DONTNEED)` on dirty pages starts their writeback and
+/// leaves them cached). The final fsync then waits for the last chunk only,
+/// instead of for the whole object after it has been written (about 0.4 s
+/// per GiB here).
+struct FileSink {
+    /// The file, while no write holds it.
+    file: Option<std::fs::File>,
+    /// The write in flight: it gives the file and its buffer back.
+    in_flight: Option<tokio::task::JoinHandle<(std::fs::File, Vec<u8>, std::io::Result<()>)>>,
+    /// Bytes handed to the file, and up to where writeback was started.
+    written: u64,
+    writeback_started: u64,
+}
+
+impl FileSink {
+    fn new(file: std::fs::File) -> FileSink {
+        FileSink {
+            file: Some(file),
+            in_flight: None,
+            written: 0,
+            writeback_started: 0,
+        }
     }
 
-    /// `written` bytes have been handed to the file so far.
-    async fn wrote(&mut self, written: u64) {
-        // A chunk behind the writer, so its bytes have left tokio's buffer.
-        let upto = written.saturating_sub(WRITEBACK_CHUNK) / WRITEBACK_CHUNK * WRITEBACK_CHUNK;
-        let Some(len) = std::num::NonZeroU64::new(upto.saturating_sub(self.started)) else {
-            return;
+    /// Waits for the write in flight; gives its buffer back for reuse.
+    async fn settle(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        let Some(write) = self.in_flight.take() else {
+            return Ok(None);
         };
-        if let Some(previous) = self.pending.take() {
-            let _ = previous.await;
-        }
-        let (file, from) = (self.file.clone(), self.started);
-        self.pending = Some(tokio::task::spawn_blocking(move || {
-            // Advice only: the final fsync makes the bytes durable anyway.
-            let _ = rustix::fs::fadvise(&*file, from, Some(len), rustix::fs::Advice::DontNeed);
+        let (file, buffer, result) = write.await.map_err(std::io::Error::other)?;
+        self.file = Some(file);
+        result.map(|()| Some(buffer))
+    }
+
+    /// Starts writing the first `len` bytes of `buffer` (of [`PUT_BUFFER`]
+    /// bytes) once the previous write is done; returns that write's buffer
+    /// to fill next.
+    async fn write(&mut self, buffer: Vec<u8>, len: usize) -> std::io::Result<Vec<u8>> {
+        let spare = self.settle().await?;
+        let mut file = self.file.take().expect("settled");
+        self.written += len as u64;
+        let writeback = (self.written - self.writeback_started >= WRITEBACK_CHUNK)
+            .then(|| std::mem::replace(&mut self.writeback_started, self.written))
+            .map(|from| (from, self.written - from));
+        self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            use std::io::Write as _;
+            let result = file.write_all(&buffer[..len]);
+            if let (Ok(()), Some((from, len))) = (&result, writeback) {
+                // Advice only: the final fsync makes the bytes durable anyway.
+                let _ = rustix::fs::fadvise(
+                    &file,
+                    from,
+                    std::num::NonZeroU64::new(len),
+                    rustix::fs::Advice::DontNeed,
+                );
+            }
+            (file, buffer, result)
         }));
-        self.started = upto;
+        Ok(spare.unwrap_or_else(|| vec![0; PUT_BUFFER]))
+    }
+
+    /// Waits for the last write, fsyncs, and gives the file back.
+    async fn finish(mut self) -> std::io::Result<std::fs::File> {
+        self.settle().await?;
+        let file = self.file.take().expect("settled");
+        tokio::task::spawn_blocking(move || file.sync_all().map(|()| file))
+            .await
+            .map_err(std::io::Error::other)?
     }
 }
 
@@ -249,39 +287,28 @@ impl BlobStore for FsBlobStore {
         .await
         .map_err(|e| StoreError::io(tmp.path.display().to_string(), std::io::Error::other(e)))?
         .map_err(|e| StoreError::io(tmp.path.display().to_string(), e))?;
-        let file = fs::File::from_std(file);
         let what = || format!("upload of `{key}`");
-        let mut writeback = Writeback::new(&file)
-            .await
-            .map_err(|e| StoreError::io(what(), e))?;
-        let mut writer = BufWriter::with_capacity(IO_BUFFER, file);
-        let mut reader = BufReader::with_capacity(IO_BUFFER, body);
-        let mut written = 0u64;
+        let mut sink = FileSink::new(file);
+        let mut body = body;
+        let (mut buffer, mut filled) = (vec![0; PUT_BUFFER], 0);
         loop {
-            let chunk = reader
-                .fill_buf()
+            let n = body
+                .read(&mut buffer[filled..])
                 .await
                 .map_err(|e| StoreError::io(what(), e))?;
-            if chunk.is_empty() {
+            filled += n;
+            if filled == PUT_BUFFER || (n == 0 && filled > 0) {
+                buffer = sink
+                    .write(buffer, filled)
+                    .await
+                    .map_err(|e| StoreError::io(what(), e))?;
+                filled = 0;
+            }
+            if n == 0 {
                 break;
             }
-            let n = chunk.len();
-            writer
-                .write_all(chunk)
-                .await
-                .map_err(|e| StoreError::io(what(), e))?;
-            reader.consume(n);
-            written += n as u64;
-            writeback.wrote(written).await;
         }
-        writer
-            .flush()
-            .await
-            .map_err(|e| StoreError::io(what(), e))?;
-        let file = writer.into_inner();
-        file.sync_all()
-            .await
-            .map_err(|e| StoreError::io(what(), e))?;
+        let file = sink.finish().await.map_err(|e| StoreError::io(what(), e))?;
         // Still open (and locked) while it is renamed into place.
         self.publish(key, &tmp.path, &metadata).await?;
         tmp.armed = false;
