@@ -154,11 +154,14 @@ struct FileSink {
     /// The file, while no write holds it.
     file: Option<std::fs::File>,
     /// The write in flight: it gives the file and its buffer back.
-    in_flight: Option<tokio::task::JoinHandle<(std::fs::File, Vec<u8>, std::io::Result<()>)>>,
+    in_flight: Option<tokio::task::JoinHandle<WriteDone>>,
     /// Bytes handed to the file, and up to where writeback was started.
     written: u64,
     writeback_started: u64,
 }
+
+/// A finished write: the file, its buffer, and how the write went.
+type WriteDone = (std::fs::File, Vec<u8>, std::io::Result<()>);
 
 impl FileSink {
     fn new(file: std::fs::File) -> FileSink {
