@@ -180,6 +180,9 @@ if wants machine; then
     echo "$(date -u +%Y-%m-%d), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(free -g | awk '/Mem:/{print $2}') GiB RAM, $(uname -sr)."
     echo "$(openssl version | cut -d' ' -f1-2); $(zstd --version | grep -o 'v[0-9.]*' | head -1 | sed 's/^/zstd /'); $(tar --version | head -1); $(sha256sum --version | head -1)."
     echo "runcache $(git -C "$root" describe --always --dirty 2>/dev/null || echo '?'), profile $profile; SIZE_MB=$size_mb, RUNS=$runs (medians)."
+    dd if=/dev/zero of="$bench/.dd" bs=1M count=1024 conv=fsync 2>"$bench/.dd.err" || cat "$bench/.dd.err" >&2
+    echo "Disk under $bench: 1 GiB written and fsynced at $(grep -o '[0-9.,]* [MG]B/s' "$bench/.dd.err" | tail -1) (\`dd conv=fsync\`): a durable save of incompressible bytes cannot beat that."
+    rm -f "$bench/.dd" "$bench/.dd.err"
     echo "Load average when the run started: $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min; near 0 means the machine was otherwise idle)."
   } > "$out/machine.md"
 fi
@@ -205,8 +208,9 @@ if wants save_restore; then
       "rm -f '$work/f.tzst'" "tar -cf - -C '$dir' '$path' | zstd -q -T0 -3 -o '$work/f.tzst'" \
       "rm -rf '$home'" "cd '$dir' && RUNCACHE_HOME='$home' exec '$rc' -q save --repository bench/bench --key bench --path '$path'" \
       "rm -f '$work/p.tzst'" "tar --posix -cf - -C '$dir' '$path' | zstd -q -T0 -3 -o '$work/p.tzst'" \
+      "rm -f '$work/d.tzst'" "tar -cf - -C '$dir' '$path' | zstd -q -T0 -3 -o '$work/d.tzst' && sync '$work/d.tzst'" \
       > "$bench/.saves"
-    { read -r base_save; read -r rc_save; read -r posix_save; } < "$bench/.saves"
+    { read -r base_save; read -r rc_save; read -r posix_save; read -r durable_save; } < "$bench/.saves"
     archive=$(stat -c %s "$work/f.tzst")
     if [ "$corpus" = node_modules ] || [ "$corpus" = mixed ]; then
       # Many small files: first into fresh directories, nothing deleted
@@ -228,11 +232,11 @@ if wants save_restore; then
       small_files+=("| $what | ${fresh_rc% *} s / ${fresh_base% *} s = **$(ratio "${fresh_rc% *}" "${fresh_base% *}")** | ${rc_restore% *} s / ${base_restore% *} s = **$(ratio "${rc_restore% *}" "${base_restore% *}")** |")
     fi
 
-    rows+=("| $what | $(( bytes >> 20 )) MiB → $(( archive >> 20 )) MiB | ${rc_save% *} s / ${base_save% *} s = **$(ratio "${rc_save% *}" "${base_save% *}")** | ${posix_save% *} s: $(ratio "${rc_save% *}" "${posix_save% *}") | ${rc_restore% *} s / ${base_restore% *} s = **$(ratio "${rc_restore% *}" "${base_restore% *}")** | $(mib "${rc_save#* }") / $(mib "${rc_restore#* }") | $(mib "${base_save#* }") / $(mib "${base_restore#* }") |")
+    rows+=("| $what | $(( bytes >> 20 )) MiB → $(( archive >> 20 )) MiB | ${rc_save% *} s / ${base_save% *} s = **$(ratio "${rc_save% *}" "${base_save% *}")** | ${posix_save% *} s: $(ratio "${rc_save% *}" "${posix_save% *}") | ${durable_save% *} s: $(ratio "${rc_save% *}" "${durable_save% *}") | ${rc_restore% *} s / ${base_restore% *} s = **$(ratio "${rc_restore% *}" "${base_restore% *}")** | $(mib "${rc_save#* }") / $(mib "${rc_restore#* }") | $(mib "${base_save#* }") / $(mib "${base_restore#* }") |")
   done
   {
-    echo "| corpus | size (tree → archive) | save: runcache / tar\|zstd = ratio | save: \`tar --posix\`\|zstd (actions/cache's tar format), runcache's ratio to it | restore: runcache / zstd\|tar = ratio | peak RSS runcache save / restore | peak RSS pipeline (largest process) save / restore |"
-    echo "|---|---|---|---|---|---|---|"
+    echo "| corpus | size (tree → archive) | save: runcache / tar\|zstd = ratio | save: \`tar --posix\`\|zstd (actions/cache's tar format), runcache's ratio to it | save: tar\|zstd, then \`sync FILE\` (durable, as runcache's store is), runcache's ratio to it | restore: runcache / zstd\|tar = ratio | peak RSS runcache save / restore | peak RSS pipeline (largest process) save / restore |"
+    echo "|---|---|---|---|---|---|---|---|"
     printf '%s\n' "${rows[@]}"
   } > "$out/save_restore.md"
   {

@@ -408,6 +408,10 @@ struct ServeArgs {
     /// (default: a random key per process).
     #[arg(long, value_name = "FILE")]
     url_secret_file: Option<PathBuf>,
+    /// The largest build-cache object (Bazel, ccache, Gradle, Nx,
+    /// Turborepo) a PUT may store, in MiB; larger ones are refused with 413.
+    #[arg(long, value_name = "MIB", default_value_t = runcache_server::DEFAULT_MAX_OBJECT_BYTES >> 20)]
+    max_object_size: u64,
     /// Where blocks and chunks wait until their upload completes (default:
     /// serve-spool/ under RUNCACHE_HOME).
     #[arg(long, value_name = "DIR")]
@@ -812,6 +816,7 @@ async fn serve_command(config: Config, args: ServeArgs) -> Result<ExitCode> {
         promotion_wait: std::time::Duration::from_secs(args.promotion_wait),
         url_secret,
         spool_dir: args.spool_dir,
+        max_object_bytes: args.max_object_size.saturating_mul(1 << 20),
         upstream: args
             .upstream
             .as_deref()

@@ -23,6 +23,7 @@ impl Failure {
             403 => "permission_denied",
             404 => "not_found",
             409 => "already_exists",
+            413 => "resource_exhausted",
             412 => "failed_precondition",
             503 => "unavailable",
             _ => "internal",
@@ -76,6 +77,7 @@ impl From<UploadError> for Failure {
                 StatusCode::FORBIDDEN
             }
             UploadError::Unknown(_) => StatusCode::NOT_FOUND,
+            UploadError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             UploadError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             UploadError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,

@@ -17,6 +17,7 @@
 
 pub mod auth;
 pub mod blob;
+pub mod build_cache;
 pub mod entries;
 mod failure;
 pub mod rest_v1;
@@ -45,6 +46,10 @@ pub use signed::Signer;
 pub use uploads::Uploads;
 pub use upstream::Upstream;
 
+/// [`ServeOptions::max_object_bytes`] unless told: Bazel and Gradle store
+/// whole outputs, Turborepo and Nx whole task tarballs.
+pub const DEFAULT_MAX_OBJECT_BYTES: u64 = 1 << 30;
+
 /// How a server runs (the `runcache serve` flags).
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -65,6 +70,8 @@ pub struct ServeOptions {
     /// Where blocks and chunks wait for their upload to complete; default
     /// `serve-spool/` under the local backend's home.
     pub spool_dir: Option<PathBuf>,
+    /// The largest build-cache object a PUT may store (`413` above it).
+    pub max_object_bytes: u64,
     /// Where paths the cache service does not own are forwarded (GitHub's
     /// results URL, so `upload-artifact` keeps working); none: refused.
     pub upstream: Option<Upstream>,
@@ -79,6 +86,7 @@ impl Default for ServeOptions {
             url_ttl: Duration::from_secs(3600),
             url_secret: None,
             spool_dir: None,
+            max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
             upstream: None,
         }
     }
@@ -93,6 +101,8 @@ pub struct State {
     pub signer: Signer,
     pub uploads: Arc<Uploads>,
     public_url: Option<String>,
+    /// See [`ServeOptions::max_object_bytes`].
+    pub max_object_bytes: u64,
     upstream: Option<Upstream>,
     /// Work that outlives its request (v1 commits); drained on shutdown.
     tasks: TaskTracker,
@@ -120,6 +130,7 @@ impl State {
             auth,
             signer,
             public_url: opts.public_url.clone(),
+            max_object_bytes: opts.max_object_bytes,
             upstream: opts.upstream.clone(),
             tasks: TaskTracker::new(),
         }))
@@ -161,6 +172,7 @@ pub fn router(state: Arc<State>, max_requests: usize) -> Router {
         .merge(twirp::routes())
         .merge(rest_v1::routes())
         .merge(blob::routes())
+        .merge(build_cache::routes())
         .route("/healthz", axum::routing::get(healthz))
         .fallback(not_ours)
         .with_state(state)
@@ -224,8 +236,9 @@ async fn not_ours(
         StatusCode::NOT_FOUND,
         format!(
             "runcache serve does not serve {} {}: it implements the GitHub Actions cache \
-             service (/twirp/github.actions.results.api.v1.CacheService/…, /_apis/artifactcache/…) \
-             and the blob URLs it signs. Other Actions services (artifacts, logs) are \
+             service (/twirp/github.actions.results.api.v1.CacheService/…, /_apis/artifactcache/…), \
+             the blob URLs it signs, and the build tools' remote caches (/bazel/, /ccache/, \
+             /gradle/, /nx/, /turbo/: see docs/build-caches.md). Other Actions services (artifacts, logs) are \
              forwarded only when it runs with --upstream (GitHub's results URL).\n",
             request.method(),
             request.uri().path()

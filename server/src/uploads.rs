@@ -28,7 +28,7 @@ use runcache_cache::{
     Job,
 };
 use runcache_infra::{digest::HashingReader, Backend, BlobReader, Config, StoreError};
-use runcache_schemas::TrustLevel;
+use runcache_schemas::{ContentHash, TrustLevel};
 use runcache_worker::settle::{self, UploadFate};
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
@@ -39,6 +39,10 @@ use crate::auth::Caller;
 /// What the clients write: tar + zstd without `--long` (`@actions/cache`
 /// 4.x), recorded as the entry's compression.
 const CLIENT_COMPRESSION: &str = runcache_archive::COMPRESSION;
+
+/// The compression recorded for a build-cache object: stored as the
+/// client sent it, whatever it is (`runcache restore` never extracts it).
+pub const OBJECT_COMPRESSION: &str = "none";
 
 /// A reservation nobody finished is dropped after this long.
 const ABANDONED_AFTER: Duration = Duration::from_secs(6 * 3600);
@@ -76,6 +80,13 @@ pub enum UploadError {
     SizeMismatch { claimed: u64, actual: u64 },
     #[error("block `{0}` is in the block list but was never uploaded")]
     MissingBlock(String),
+    #[error("the object is larger than this server's limit of {max} bytes (`runcache serve --max-object-size MIB`)")]
+    TooLarge { max: u64 },
+    #[error("the object's bytes hash to {actual}, not to the {expected} it was stored under: nothing was kept")]
+    HashMismatch {
+        expected: ContentHash,
+        actual: ContentHash,
+    },
     #[error("{0}")]
     BadRequest(String),
     #[error("spooling the upload: {0}")]
@@ -99,6 +110,18 @@ struct Parts {
     chunk_bytes: u64,
     staged: Option<Staged>,
     finalized: bool,
+}
+
+/// What [`Uploads::put_object`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectPut {
+    /// Stored under its content hash (readable in the writer's scope now
+    /// with inline workers, once promoted otherwise).
+    Stored(ContentHash),
+    /// The key already had an object: left as it was.
+    Existed,
+    /// Another request is storing the same key right now: it wins.
+    Racing,
 }
 
 /// One upload between Create and Finalize.
@@ -269,6 +292,81 @@ impl Uploads {
         let size = staged.written.size_bytes;
         parts.staged = Some(staged);
         Ok(size)
+    }
+
+    /// A build-cache object in one request, the body being the whole object:
+    /// reserved, staged while hashed (at most `max_bytes`), announced and,
+    /// with inline workers, promoted, as an upload through Create, Put Blob
+    /// and Finalize is. With `expected` (Bazel's CAS names the hash), bytes
+    /// that hash otherwise are refused and nothing is kept. A key already
+    /// stored, or being stored right now by another request, is left as it
+    /// is: keys are immutable, and the object under it is the same build
+    /// output.
+    #[instrument(skip_all, fields(key, version, scope = %caller.job.scope))]
+    #[allow(clippy::too_many_arguments)]
+    pub async fn put_object(
+        &self,
+        config: &Config,
+        backend: &Backend,
+        caller: &Caller,
+        version: &str,
+        key: &str,
+        body: BlobReader,
+        max_bytes: u64,
+        expected: Option<&ContentHash>,
+    ) -> Result<ObjectPut, UploadError> {
+        let mut limited: BlobReader = Box::pin(body.take(max_bytes.saturating_add(1)));
+        let kept = match self.reserve(config, backend, caller, key, version).await {
+            Ok(r) => Ok(r),
+            Err(UploadError::Exists { .. }) => Err(ObjectPut::Existed),
+            Err(UploadError::InFlight { .. }) => Err(ObjectPut::Racing),
+            Err(e) => return Err(e),
+        };
+        let r = match kept {
+            Ok(r) => r,
+            Err(outcome) => {
+                // Read and dropped, so the connection stays usable: Bazel
+                // PUTs every output whether the cache has it or not.
+                tokio::io::copy(&mut limited, &mut tokio::io::sink()).await?;
+                return Ok(outcome);
+            }
+        };
+        let staged = match stage_stream(backend, &r.upload, limited).await {
+            Ok(staged) => staged,
+            Err(e) => {
+                self.drop_reservation(&r).await;
+                return Err(e);
+            }
+        };
+        let refused = if staged.written.size_bytes > max_bytes {
+            Some(UploadError::TooLarge { max: max_bytes })
+        } else {
+            expected
+                .filter(|expected| **expected != staged.written.hash)
+                .map(|expected| UploadError::HashMismatch {
+                    expected: expected.clone(),
+                    actual: staged.written.hash.clone(),
+                })
+        };
+        if let Some(refused) = refused {
+            self.drop_reservation(&r).await;
+            let _ = r.upload.discard(backend).await;
+            return Err(refused);
+        }
+        let (hash, size) = (staged.written.hash.clone(), staged.written.size_bytes);
+        {
+            let mut parts = r.parts.lock().await;
+            let mut staged = staged;
+            staged.written.compression = OBJECT_COMPRESSION.to_string();
+            parts.staged = Some(staged);
+        }
+        match self.finalize(config, backend, &r, size).await? {
+            UploadFate::Promoted | UploadFate::Pending => Ok(ObjectPut::Stored(hash)),
+            UploadFate::AlreadyCached { .. } => Ok(ObjectPut::Existed),
+            UploadFate::Rejected => Err(UploadError::BadRequest(
+                "the store refused the object: see the server's log".into(),
+            )),
+        }
     }
 
     /// Put Block: one block, spooled under the id the client gave (stored

@@ -49,7 +49,7 @@ pub enum AuthConfigError {
 #[derive(Debug, Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AuthError {
-    #[error("no bearer token: the job must send `Authorization: Bearer <token>` (the runner's ACTIONS_RUNTIME_TOKEN)")]
+    #[error("no token: send `Authorization: Bearer <token>` (the runner's ACTIONS_RUNTIME_TOKEN, or a token from the server's --tokens file), or the token as the password of Basic credentials")]
     Missing,
     #[error("unknown token: add it to the server's --tokens file (with its repository, ref and trust), or use the token the runner was given")]
     Unknown,
@@ -104,16 +104,39 @@ impl Auth {
         default_branch: &str,
     ) -> Result<Caller, AuthError> {
         let token = authorization
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
+            .and_then(token_of)
             .filter(|t| !t.is_empty())
             .ok_or(AuthError::Missing)?;
         match self {
-            Auth::Static(tokens) => tokens.caller(token, default_branch),
-            Auth::Github(github) => github.caller(token).await,
+            Auth::Static(tokens) => tokens.caller(&token, default_branch),
+            Auth::Github(github) => github.caller(&token).await,
         }
     }
+}
+
+/// The token an `Authorization` value carries: `Bearer <token>`, or
+/// `Basic <base64(user:token)>` as build tools send credentials from a URL
+/// or a username/password setting (the password is the token; a bare
+/// `token:` also works). Both base64 alphabets are read: Bazel encodes
+/// with the URL-safe one.
+fn token_of(header: &str) -> Option<String> {
+    use base64::Engine as _;
+    let (scheme, value) = header.trim().split_once(' ')?;
+    let value = value.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(value.to_string());
+    }
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let unpadded = value.trim_end_matches('=');
+    let decoded = [
+        base64::engine::general_purpose::STANDARD_NO_PAD,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ]
+    .iter()
+    .find_map(|engine| engine.decode(unpadded).ok())?;
+    let credentials = String::from_utf8(decoded).ok()?;
+    let (user, password) = credentials.split_once(':')?;
+    Some(if password.is_empty() { user } else { password }.to_string())
 }

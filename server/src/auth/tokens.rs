@@ -148,6 +148,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_token_may_come_as_the_password_of_basic_credentials() {
+        use base64::Engine as _;
+        let a = auth();
+        let engines = [
+            base64::engine::general_purpose::STANDARD,
+            base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        ];
+        for engine in &engines {
+            for credentials in ["bazel:s3cret", "s3cret:"] {
+                let header = format!("Basic {}", engine.encode(credentials));
+                let c = a.caller(Some(&header), "main").await.unwrap();
+                assert_eq!(c.job.scope, Scope::new("acme/app", "refs/pull/7/merge"));
+            }
+        }
+        // A password with `+`/`/` in its standard encoding, sent as Bazel
+        // sends it (URL-safe alphabet).
+        let wrong = format!("Basic {}", engines[1].encode("u:nope>>>?"));
+        assert_eq!(a.caller(Some(&wrong), "main").await.unwrap_err(), AuthError::Unknown);
+    }
+
+    #[tokio::test]
     async fn missing_and_unknown_tokens_are_401() {
         let a = auth();
         assert_eq!(

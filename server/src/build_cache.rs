@@ -1,0 +1,507 @@
+//! The build tools' remote caches on `runcache serve`, each at its own
+//! prefix and speaking its client's protocol (status codes for hit, miss,
+//! conflict and too large; the credentials the client sends):
+//!
+//! | client | routes |
+//! |---|---|
+//! | Bazel (`--remote_cache=http://host/bazel`) | `GET/PUT/HEAD /bazel/ac/{sha256}`, `/bazel/cas/{sha256}` |
+//! | ccache (`remote_storage = http://host/ccache`) | `GET/PUT/HEAD /ccache/{path}` (`subdirs`, `flat` or `bazel` layout) |
+//! | Gradle (`HttpBuildCache` url `http://host/gradle/`) | `GET/PUT /gradle/{key}` |
+//! | Nx (`NX_SELF_HOSTED_REMOTE_CACHE_SERVER=http://host/nx`) | `GET/PUT /nx/v1/cache/{hash}` |
+//! | Turborepo (`TURBO_API=http://host/turbo`) | `GET/PUT/HEAD /turbo/v8/artifacts/{hash}`, `GET …/status`, `POST …/events` |
+//!
+//! Every object is an index entry like any other: (the caller's scope, a
+//! version naming the protocol, the client's key) → the SHA-256 of the
+//! bytes, which live once in the CAS. So the key-addressed entries (Bazel's
+//! action cache, ccache, Gradle, Nx, Turborepo) map a scoped key to a
+//! verified content hash, Bazel's CAS entries are keyed by their own hash
+//! (a body that hashes otherwise is refused), and scopes, trust tiers,
+//! `explain`, invalidation, metrics and sweep cover them unchanged. Writes
+//! go through [`crate::uploads`] (staging, `artifact.staged`, promote), so
+//! the runner-side trust rules hold: with inline workers (the local
+//! backend) an object is readable as soon as its PUT returns. Keys are
+//! immutable: a second PUT of a stored key is answered as the client
+//! expects (Nx: `409`; the others: success) and keeps the first object.
+//!
+//! Protocol notes and sources: `docs/design/build-cache-protocols.md`.
+//!
+//! May touch: what [`crate::uploads`] and [`crate::entries`] touch; the CAS
+//! (reads).
+
+use std::sync::Arc;
+
+use axum::{
+    body::Body,
+    extract::{Path, Query, State},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use futures::TryStreamExt;
+use runcache_cache::{
+    fetch,
+    lookup::{lookup, LookupRequest},
+};
+use runcache_infra::BlobReader;
+use runcache_schemas::{ContentHash, IndexEntry, TrustLevel};
+use serde::Deserialize;
+use tokio_util::io::{ReaderStream, StreamReader};
+use tracing::warn;
+
+use crate::{
+    auth::Caller,
+    uploads::{ObjectPut, UploadError},
+    Failure, State as Shared,
+};
+
+/// The version (in the index's sense) of each protocol's entries: part of
+/// their identity, so the clients' keys never meet each other's, nor an
+/// `actions/cache` entry's.
+pub mod versions {
+    pub const BAZEL_AC: &str = "build-cache:bazel-ac";
+    pub const BAZEL_CAS: &str = "build-cache:bazel-cas";
+    pub const CCACHE: &str = "build-cache:ccache";
+    pub const GRADLE: &str = "build-cache:gradle";
+    pub const NX: &str = "build-cache:nx";
+    pub const TURBO: &str = "build-cache:turbo";
+}
+
+const DOWNLOAD_CHUNK: usize = 256 * 1024;
+
+pub fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route(
+            "/bazel/{kind}/{hash}",
+            get(bazel_get).head(bazel_head).put(bazel_put),
+        )
+        .route(
+            "/ccache/{*path}",
+            get(ccache_get)
+                .head(ccache_head)
+                .put(ccache_put)
+                .delete(ccache_delete),
+        )
+        .route("/gradle/{key}", get(gradle_get).put(gradle_put))
+        .route("/nx/v1/cache/{hash}", get(nx_get).put(nx_put))
+        .route("/turbo/v8/artifacts/status", get(turbo_status))
+        .route("/turbo/v8/artifacts/events", post(turbo_events))
+        .route(
+            "/turbo/v8/artifacts/{hash}",
+            get(turbo_get).head(turbo_head).put(turbo_put),
+        )
+}
+
+/// A refusal as plain text, which every one of these clients shows.
+struct Refusal(Failure);
+
+impl From<Failure> for Refusal {
+    fn from(f: Failure) -> Self {
+        Refusal(f)
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.0.status, format!("{}\n", self.0.msg)).into_response()
+    }
+}
+
+/// Whether a request may read or write: the caller its credentials name.
+async fn caller(state: &Shared, headers: &HeaderMap) -> Result<Caller, Failure> {
+    state.caller(headers).await
+}
+
+/// The live entry `key` names for `caller` (its scope, then the scopes it
+/// may read, as a restore searches), recording the access for metrics.
+async fn find(
+    state: &Shared,
+    caller: &Caller,
+    version: &str,
+    key: &str,
+) -> Result<Option<IndexEntry>, Failure> {
+    Ok(crate::entries::find(state, caller, key, &[], version).await?)
+}
+
+/// [`find`] without recording an access: a client's existence check
+/// before a PUT is not a restore.
+async fn exists(
+    state: &Shared,
+    caller: &Caller,
+    version: &str,
+    key: &str,
+) -> Result<Option<IndexEntry>, Failure> {
+    runcache_cache::keys::validate_key(key).map_err(|e| Failure::bad_request(e.to_string()))?;
+    let req = LookupRequest {
+        primary_key: key.to_string(),
+        restore_keys: Vec::new(),
+        version: version.to_string(),
+        min_trust: TrustLevel::Untrusted,
+    };
+    Ok(lookup(&state.backend, &caller.job, &req)
+        .await?
+        .map(|hit| hit.entry))
+}
+
+/// `200` with the entry's bytes, streamed verified against its hash:
+/// altered bytes cut the response instead of ending it cleanly.
+async fn object(state: &Shared, entry: &IndexEntry) -> Result<Response, Failure> {
+    let reader = fetch::open_verified(&state.backend, &entry.content_hash, entry.size_bytes).await?;
+    let stream = ReaderStream::with_capacity(reader, DOWNLOAD_CHUNK).inspect_err(|e| {
+        warn!(error = %e, "a download was cut: the stored bytes did not verify");
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(entry.size_bytes));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    Ok(response)
+}
+
+/// `200` with the size only, for a HEAD.
+fn present(entry: &IndexEntry) -> Response {
+    let mut response = StatusCode::OK.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(entry.size_bytes));
+    response
+}
+
+fn missing() -> Response {
+    (StatusCode::NOT_FOUND, "not in the cache\n").into_response()
+}
+
+fn body_reader(body: Body) -> BlobReader {
+    Box::pin(StreamReader::new(
+        body.into_data_stream().map_err(std::io::Error::other),
+    ))
+}
+
+/// Stores `body` under (`caller`'s scope, `version`, `key`). A declared
+/// `Content-Length` over the limit is refused before anything is read.
+async fn store(
+    state: &Shared,
+    caller: &Caller,
+    headers: &HeaderMap,
+    version: &str,
+    key: &str,
+    body: Body,
+    expected: Option<&ContentHash>,
+) -> Result<ObjectPut, Failure> {
+    let max = state.max_object_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(UploadError::TooLarge { max }.into());
+    }
+    Ok(state
+        .uploads
+        .put_object(
+            &state.config,
+            &state.backend,
+            caller,
+            version,
+            key,
+            body_reader(body),
+            max,
+            expected,
+        )
+        .await?)
+}
+
+// --- Bazel -------------------------------------------------------------------
+
+/// The version and key of a Bazel path: `ac` or `cas`, and a lowercase
+/// SHA-256 (`--digest_function=sha256`, Bazel's default).
+fn bazel_entry(kind: &str, hash: &str) -> Result<(&'static str, ContentHash), Failure> {
+    let version = match kind {
+        "ac" => versions::BAZEL_AC,
+        "cas" => versions::BAZEL_CAS,
+        other => {
+            return Err(Failure::new(
+                StatusCode::NOT_FOUND,
+                format!("Bazel's HTTP cache has /ac/ and /cas/, not /{other}/"),
+            ))
+        }
+    };
+    let hash = ContentHash::from_hex(hash).map_err(|e| {
+        Failure::bad_request(format!(
+            "{e}: runcache serves SHA-256 digests (Bazel's default --digest_function)"
+        ))
+    })?;
+    Ok((version, hash))
+}
+
+async fn bazel_get(
+    State(state): State<Arc<Shared>>,
+    Path((kind, hash)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    let caller = caller(&state, &headers).await?;
+    let (version, hash) = bazel_entry(&kind, &hash)?;
+    Ok(match find(&state, &caller, version, hash.hex()).await? {
+        Some(entry) => object(&state, &entry).await?,
+        None => missing(),
+    })
+}
+
+async fn bazel_head(
+    State(state): State<Arc<Shared>>,
+    Path((kind, hash)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    let caller = caller(&state, &headers).await?;
+    let (version, hash) = bazel_entry(&kind, &hash)?;
+    Ok(match exists(&state, &caller, version, hash.hex()).await? {
+        Some(entry) => present(&entry),
+        None => missing(),
+    })
+}
+
+/// A CAS PUT must hash to its name; an AC PUT is the client's action
+/// result, stored as sent. Bazel never asks before it PUTs, so a PUT of a
+/// stored key is cheap: its body is read and dropped.
+async fn bazel_put(
+    State(state): State<Arc<Shared>>,
+    Path((kind, hash)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Refusal> {
+    let caller = caller(&state, &headers).await?;
+    let (version, hash) = bazel_entry(&kind, &hash)?;
+    let expected = (version == versions::BAZEL_CAS).then_some(&hash);
+    store(&state, &caller, &headers, version, hash.hex(), body, expected).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+// --- ccache ------------------------------------------------------------------
+
+/// ccache's path under the prefix is its key, whatever the layout
+/// (`ab/cdef…` for `subdirs`, `abcdef…` for `flat`, `ac/…` for `bazel`).
+async fn ccache_get(
+    State(state): State<Arc<Shared>>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    let caller = caller(&state, &headers).await?;
+    Ok(match find(&state, &caller, versions::CCACHE, &path).await? {
+        Some(entry) => object(&state, &entry).await?,
+        None => missing(),
+    })
+}
+
+async fn ccache_head(
+    State(state): State<Arc<Shared>>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    let caller = caller(&state, &headers).await?;
+    Ok(match exists(&state, &caller, versions::CCACHE, &path).await? {
+        Some(entry) => present(&entry),
+        None => missing(),
+    })
+}
+
+async fn ccache_put(
+    State(state): State<Arc<Shared>>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Refusal> {
+    let caller = caller(&state, &headers).await?;
+    store(&state, &caller, &headers, versions::CCACHE, &path, body, None).await?;
+    Ok(StatusCode::CREATED.into_response())
+}
+
+/// Entries are immutable and removed by invalidation or sweep, never by a
+/// client.
+async fn ccache_delete() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        "runcache entries are immutable: invalidate them with `runcache admin invalidate --key-prefix …`\n",
+    )
+        .into_response()
+}
+
+// --- Gradle ------------------------------------------------------------------
+
+async fn gradle_get(
+    State(state): State<Arc<Shared>>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    let caller = caller(&state, &headers).await?;
+    Ok(match find(&state, &caller, versions::GRADLE, &key).await? {
+        Some(entry) => object(&state, &entry).await?,
+        None => missing(),
+    })
+}
+
+/// Gradle takes any 2xx as stored, and `413` as "too large, not an error"
+/// (the build goes on with the remote cache enabled).
+async fn gradle_put(
+    State(state): State<Arc<Shared>>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Refusal> {
+    let caller = caller(&state, &headers).await?;
+    store(&state, &caller, &headers, versions::GRADLE, &key, body, None).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+// --- Nx ----------------------------------------------------------------------
+
+async fn nx_get(
+    State(state): State<Arc<Shared>>,
+    Path(hash): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    let caller = caller(&state, &headers).await?;
+    Ok(match find(&state, &caller, versions::NX, &hash).await? {
+        Some(entry) => object(&state, &entry).await?,
+        None => missing(),
+    })
+}
+
+/// Nx's spec: `409` for a record that exists; its client counts only `200`
+/// as stored.
+async fn nx_put(
+    State(state): State<Arc<Shared>>,
+    Path(hash): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Refusal> {
+    let caller = caller(&state, &headers).await?;
+    Ok(
+        match store(&state, &caller, &headers, versions::NX, &hash, body, None).await? {
+            ObjectPut::Stored(_) => StatusCode::OK.into_response(),
+            ObjectPut::Existed | ObjectPut::Racing => (
+                StatusCode::CONFLICT,
+                "Cannot override an existing record\n",
+            )
+                .into_response(),
+        },
+    )
+}
+
+// --- Turborepo ---------------------------------------------------------------
+
+/// The team a request names (`slug`, or a `teamId` turbo sends only when it
+/// starts with `team_`): part of the key, so teams sharing a token's scope
+/// keep their artifacts apart.
+#[derive(Debug, Deserialize)]
+struct Team {
+    #[serde(rename = "teamId")]
+    team_id: Option<String>,
+    slug: Option<String>,
+}
+
+impl Team {
+    fn key(&self, hash: &str) -> String {
+        let team = self
+            .slug
+            .as_deref()
+            .or(self.team_id.as_deref())
+            .unwrap_or("-");
+        format!("{team}/{hash}")
+    }
+}
+
+/// Turborepo reads a refusal's body as `{"error": {"code", "message"}}`.
+struct TurboRefusal(Failure);
+
+impl From<Failure> for TurboRefusal {
+    fn from(f: Failure) -> Self {
+        TurboRefusal(f)
+    }
+}
+
+impl IntoResponse for TurboRefusal {
+    fn into_response(self) -> Response {
+        let code = match self.0.status.as_u16() {
+            401 => "not_authorized",
+            403 => "forbidden",
+            413 => "payload_too_large",
+            _ => self.0.code,
+        };
+        (
+            self.0.status,
+            Json(serde_json::json!({"error": {"code": code, "message": self.0.msg}})),
+        )
+            .into_response()
+    }
+}
+
+async fn turbo_get(
+    State(state): State<Arc<Shared>>,
+    Path(hash): Path<String>,
+    Query(team): Query<Team>,
+    headers: HeaderMap,
+) -> Result<Response, TurboRefusal> {
+    let caller = caller(&state, &headers).await?;
+    Ok(
+        match find(&state, &caller, versions::TURBO, &team.key(&hash)).await? {
+            Some(entry) => object(&state, &entry).await?,
+            None => missing(),
+        },
+    )
+}
+
+async fn turbo_head(
+    State(state): State<Arc<Shared>>,
+    Path(hash): Path<String>,
+    Query(team): Query<Team>,
+    headers: HeaderMap,
+) -> Result<Response, TurboRefusal> {
+    let caller = caller(&state, &headers).await?;
+    Ok(
+        match exists(&state, &caller, versions::TURBO, &team.key(&hash)).await? {
+            Some(entry) => present(&entry),
+            None => missing(),
+        },
+    )
+}
+
+async fn turbo_put(
+    State(state): State<Arc<Shared>>,
+    Path(hash): Path<String>,
+    Query(team): Query<Team>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, TurboRefusal> {
+    let caller = caller(&state, &headers).await?;
+    store(
+        &state,
+        &caller,
+        &headers,
+        versions::TURBO,
+        &team.key(&hash),
+        body,
+        None,
+    )
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"urls": []}))).into_response())
+}
+
+async fn turbo_status(
+    State(state): State<Arc<Shared>>,
+    headers: HeaderMap,
+) -> Result<Response, TurboRefusal> {
+    caller(&state, &headers).await?;
+    Ok(Json(serde_json::json!({"status": "enabled"})).into_response())
+}
+
+/// Turborepo's hit/miss analytics: runcache counts accesses itself, so
+/// they are accepted and dropped.
+async fn turbo_events(
+    State(state): State<Arc<Shared>>,
+    headers: HeaderMap,
+) -> Result<Response, TurboRefusal> {
+    caller(&state, &headers).await?;
+    Ok(StatusCode::OK.into_response())
+}
