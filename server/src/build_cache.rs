@@ -146,7 +146,8 @@ async fn exists(
 /// `200` with the entry's bytes, streamed verified against its hash:
 /// altered bytes cut the response instead of ending it cleanly.
 async fn object(state: &Shared, entry: &IndexEntry) -> Result<Response, Failure> {
-    let reader = fetch::open_verified(&state.backend, &entry.content_hash, entry.size_bytes).await?;
+    let reader =
+        fetch::open_verified(&state.backend, &entry.content_hash, entry.size_bytes).await?;
     let stream = ReaderStream::with_capacity(reader, DOWNLOAD_CHUNK).inspect_err(|e| {
         warn!(error = %e, "a download was cut: the stored bytes did not verify");
     });
@@ -274,7 +275,16 @@ async fn bazel_put(
     let caller = caller(&state, &headers).await?;
     let (version, hash) = bazel_entry(&kind, &hash)?;
     let expected = (version == versions::BAZEL_CAS).then_some(&hash);
-    store(&state, &caller, &headers, version, hash.hex(), body, expected).await?;
+    store(
+        &state,
+        &caller,
+        &headers,
+        version,
+        hash.hex(),
+        body,
+        expected,
+    )
+    .await?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -288,10 +298,12 @@ async fn ccache_get(
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
     let caller = caller(&state, &headers).await?;
-    Ok(match find(&state, &caller, versions::CCACHE, &path).await? {
-        Some(entry) => object(&state, &entry).await?,
-        None => missing(),
-    })
+    Ok(
+        match find(&state, &caller, versions::CCACHE, &path).await? {
+            Some(entry) => object(&state, &entry).await?,
+            None => missing(),
+        },
+    )
 }
 
 async fn ccache_head(
@@ -300,10 +312,12 @@ async fn ccache_head(
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
     let caller = caller(&state, &headers).await?;
-    Ok(match exists(&state, &caller, versions::CCACHE, &path).await? {
-        Some(entry) => present(&entry),
-        None => missing(),
-    })
+    Ok(
+        match exists(&state, &caller, versions::CCACHE, &path).await? {
+            Some(entry) => present(&entry),
+            None => missing(),
+        },
+    )
 }
 
 async fn ccache_put(
@@ -313,7 +327,16 @@ async fn ccache_put(
     body: Body,
 ) -> Result<Response, Refusal> {
     let caller = caller(&state, &headers).await?;
-    store(&state, &caller, &headers, versions::CCACHE, &path, body, None).await?;
+    store(
+        &state,
+        &caller,
+        &headers,
+        versions::CCACHE,
+        &path,
+        body,
+        None,
+    )
+    .await?;
     Ok(StatusCode::CREATED.into_response())
 }
 
@@ -350,7 +373,16 @@ async fn gradle_put(
     body: Body,
 ) -> Result<Response, Refusal> {
     let caller = caller(&state, &headers).await?;
-    store(&state, &caller, &headers, versions::GRADLE, &key, body, None).await?;
+    store(
+        &state,
+        &caller,
+        &headers,
+        versions::GRADLE,
+        &key,
+        body,
+        None,
+    )
+    .await?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -380,11 +412,9 @@ async fn nx_put(
     Ok(
         match store(&state, &caller, &headers, versions::NX, &hash, body, None).await? {
             ObjectPut::Stored(_) => StatusCode::OK.into_response(),
-            ObjectPut::Existed | ObjectPut::Racing => (
-                StatusCode::CONFLICT,
-                "Cannot override an existing record\n",
-            )
-                .into_response(),
+            ObjectPut::Existed | ObjectPut::Racing => {
+                (StatusCode::CONFLICT, "Cannot override an existing record\n").into_response()
+            }
         },
     )
 }

@@ -80,10 +80,7 @@ async fn ccache_stats(dir: &Path) -> Vec<(String, u64)> {
 }
 
 fn stat(stats: &[(String, u64)], name: &str) -> u64 {
-    stats
-        .iter()
-        .find(|(k, _)| k == name)
-        .map_or(0, |(_, v)| *v)
+    stats.iter().find(|(k, _)| k == name).map_or(0, |(_, v)| *v)
 }
 
 /// Compiles `sources` with ccache against `url` as `token`, with a fresh
@@ -112,7 +109,10 @@ async fn ccache_second_build_is_all_remote_hits(e: Env) {
     for (i, name) in sources.iter().enumerate() {
         write(
             src.path(),
-            &[(name, &format!("int f{i}(int x) {{ return x * {}; }}\n", i + 2))],
+            &[(
+                name,
+                &format!("int f{i}(int x) {{ return x * {}; }}\n", i + 2),
+            )],
         );
     }
     let first = ccache_build(&s.url, MAIN_TOKEN, src.path(), &sources).await;
@@ -198,7 +198,7 @@ fn nx_workspace(dir: &Path, marker: &str) {
         &[
             (
                 "package.json",
-                r#"{"name":"app","version":"1.0.0","scripts":{"build":"node build.js"}}"#,
+                r#"{"name":"app","version":"1.0.0","scripts":{"build":"node build.js"},"nx":{}}"#,
             ),
             (
                 "nx.json",
@@ -272,14 +272,24 @@ async fn bazel_cas_puts_must_hash_to_their_name(e: Env) {
     assert_eq!(status, 404, "a refused CAS PUT left something readable");
 
     let right = sha256(body);
-    assert_eq!(http("PUT", &url("cas", &right), &headers, body).await.0, 200);
+    assert_eq!(
+        http("PUT", &url("cas", &right), &headers, body).await.0,
+        200
+    );
     // Bazel PUTs again without asking: cheap, and the object stays.
-    assert_eq!(http("PUT", &url("cas", &right), &headers, body).await.0, 200);
+    assert_eq!(
+        http("PUT", &url("cas", &right), &headers, body).await.0,
+        200
+    );
     let (status, _, got) = http("GET", &url("cas", &right), &headers, b"").await;
     assert_eq!((status, got.as_slice()), (200, &body[..]));
     let (status, head, _) = http("HEAD", &url("cas", &right), &headers, b"").await;
     assert_eq!(status, 200);
-    assert!(head.to_ascii_lowercase().contains(&format!("content-length: {}", body.len())), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("content-length: {}", body.len())),
+        "{head}"
+    );
 
     // Action results are keyed by the action's digest, not their bytes;
     // Basic credentials with Bazel's URL-safe base64 are accepted.
@@ -292,7 +302,12 @@ async fn bazel_cas_puts_must_hash_to_their_name(e: Env) {
         )
     };
     let headers = [("Authorization", basic.as_str())];
-    assert_eq!(http("PUT", &url("ac", &action), &headers, b"result").await.0, 200);
+    assert_eq!(
+        http("PUT", &url("ac", &action), &headers, b"result")
+            .await
+            .0,
+        200
+    );
     let (status, _, got) = http("GET", &url("ac", &action), &headers, b"").await;
     assert_eq!((status, got.as_slice()), (200, &b"result"[..]));
     // No token: 401 with what to send.
@@ -312,14 +327,31 @@ async fn a_pull_request_writes_only_its_own_scope(e: Env) {
     let got = http("GET", &url, &[("Authorization", pr.as_str())], b"").await;
     assert_eq!((got.0, got.2.as_slice()), (200, &b"pr output"[..]));
     // ...the default branch never sees it, and stores its own.
-    assert_eq!(http("GET", &url, &[("Authorization", main.as_str())], b"").await.0, 404);
-    let put = http("PUT", &url, &[("Authorization", main.as_str())], b"main output").await;
+    assert_eq!(
+        http("GET", &url, &[("Authorization", main.as_str())], b"")
+            .await
+            .0,
+        404
+    );
+    let put = http(
+        "PUT",
+        &url,
+        &[("Authorization", main.as_str())],
+        b"main output",
+    )
+    .await;
     assert_eq!(put.0, 200);
     let got = http("GET", &url, &[("Authorization", main.as_str())], b"").await;
     assert_eq!(got.2, b"main output");
     // A main entry is what a new pull request key falls back to.
     let other = format!("{}gradle/fedcba9876543210fedcba9876543210", s.url);
-    http("PUT", &other, &[("Authorization", main.as_str())], b"shared").await;
+    http(
+        "PUT",
+        &other,
+        &[("Authorization", main.as_str())],
+        b"shared",
+    )
+    .await;
     let got = http("GET", &other, &[("Authorization", pr.as_str())], b"").await;
     assert_eq!((got.0, got.2.as_slice()), (200, &b"shared"[..]));
     s.stop().await;
@@ -358,7 +390,13 @@ async fn concurrent_puts_of_one_key_keep_one_object(e: Env) {
         let (url, auth) = (url.clone(), auth.clone());
         tokio::spawn(async move {
             let body = format!("writer {i}");
-            let (status, _, _) = http("PUT", &url, &[("Authorization", auth.as_str())], body.as_bytes()).await;
+            let (status, _, _) = http(
+                "PUT",
+                &url,
+                &[("Authorization", auth.as_str())],
+                body.as_bytes(),
+            )
+            .await;
             (status, body)
         })
     });
@@ -367,10 +405,15 @@ async fn concurrent_puts_of_one_key_keep_one_object(e: Env) {
         .into_iter()
         .map(Result::unwrap)
         .collect();
-    let stored: Vec<_> = results.iter().filter(|(status, _)| *status == 200).collect();
+    let stored: Vec<_> = results
+        .iter()
+        .filter(|(status, _)| *status == 200)
+        .collect();
     assert_eq!(stored.len(), 1, "exactly one writer stores: {results:?}");
     assert!(
-        results.iter().all(|(status, _)| [200, 409].contains(status)),
+        results
+            .iter()
+            .all(|(status, _)| [200, 409].contains(status)),
         "the others are told the record exists: {results:?}"
     );
     let got = http("GET", &url, &[("Authorization", auth.as_str())], b"").await;

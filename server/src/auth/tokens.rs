@@ -165,7 +165,10 @@ mod tests {
         // A password with `+`/`/` in its standard encoding, sent as Bazel
         // sends it (URL-safe alphabet).
         let wrong = format!("Basic {}", engines[1].encode("u:nope>>>?"));
-        assert_eq!(a.caller(Some(&wrong), "main").await.unwrap_err(), AuthError::Unknown);
+        assert_eq!(
+            a.caller(Some(&wrong), "main").await.unwrap_err(),
+            AuthError::Unknown
+        );
     }
 
     #[tokio::test]
