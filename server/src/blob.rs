@@ -111,7 +111,8 @@ fn xml_escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-fn body_reader(body: Body) -> BlobReader {
+/// A request body as the ports read it.
+pub(crate) fn body_reader(body: Body) -> BlobReader {
     Box::pin(StreamReader::new(
         body.into_data_stream().map_err(std::io::Error::other),
     ))

@@ -43,10 +43,9 @@ use runcache_cache::{
     fetch,
     lookup::{lookup, LookupRequest},
 };
-use runcache_infra::BlobReader;
 use runcache_schemas::{ContentHash, IndexEntry, TrustLevel};
 use serde::Deserialize;
-use tokio_util::io::{ReaderStream, StreamReader};
+use tokio_util::io::ReaderStream;
 use tracing::warn;
 
 use crate::{
@@ -161,6 +160,34 @@ async fn object(state: &Shared, entry: &IndexEntry) -> Result<Response, Failure>
     Ok(response)
 }
 
+/// A GET of (`version`, `key`) for the request's caller: the object, or `404`.
+async fn get_object(
+    state: &Shared,
+    headers: &HeaderMap,
+    version: &str,
+    key: &str,
+) -> Result<Response, Failure> {
+    let caller = caller(state, headers).await?;
+    Ok(match find(state, &caller, version, key).await? {
+        Some(entry) => object(state, &entry).await?,
+        None => missing(),
+    })
+}
+
+/// A HEAD of (`version`, `key`): its size, or `404`.
+async fn head_object(
+    state: &Shared,
+    headers: &HeaderMap,
+    version: &str,
+    key: &str,
+) -> Result<Response, Failure> {
+    let caller = caller(state, headers).await?;
+    Ok(match exists(state, &caller, version, key).await? {
+        Some(entry) => present(&entry),
+        None => missing(),
+    })
+}
+
 /// `200` with the size only, for a HEAD.
 fn present(entry: &IndexEntry) -> Response {
     let mut response = StatusCode::OK.into_response();
@@ -172,12 +199,6 @@ fn present(entry: &IndexEntry) -> Response {
 
 fn missing() -> Response {
     (StatusCode::NOT_FOUND, "not in the cache\n").into_response()
-}
-
-fn body_reader(body: Body) -> BlobReader {
-    Box::pin(StreamReader::new(
-        body.into_data_stream().map_err(std::io::Error::other),
-    ))
 }
 
 /// Stores `body` under (`caller`'s scope, `version`, `key`). A declared
@@ -207,7 +228,7 @@ async fn store(
             caller,
             version,
             key,
-            body_reader(body),
+            crate::blob::body_reader(body),
             max,
             expected,
         )
@@ -242,12 +263,8 @@ async fn bazel_get(
     Path((kind, hash)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
-    let caller = caller(&state, &headers).await?;
     let (version, hash) = bazel_entry(&kind, &hash)?;
-    Ok(match find(&state, &caller, version, hash.hex()).await? {
-        Some(entry) => object(&state, &entry).await?,
-        None => missing(),
-    })
+    Ok(get_object(&state, &headers, version, hash.hex()).await?)
 }
 
 async fn bazel_head(
@@ -255,12 +272,8 @@ async fn bazel_head(
     Path((kind, hash)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
-    let caller = caller(&state, &headers).await?;
     let (version, hash) = bazel_entry(&kind, &hash)?;
-    Ok(match exists(&state, &caller, version, hash.hex()).await? {
-        Some(entry) => present(&entry),
-        None => missing(),
-    })
+    Ok(head_object(&state, &headers, version, hash.hex()).await?)
 }
 
 /// A CAS PUT must hash to its name; an AC PUT is the client's action
@@ -297,13 +310,7 @@ async fn ccache_get(
     Path(path): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
-    let caller = caller(&state, &headers).await?;
-    Ok(
-        match find(&state, &caller, versions::CCACHE, &path).await? {
-            Some(entry) => object(&state, &entry).await?,
-            None => missing(),
-        },
-    )
+    Ok(get_object(&state, &headers, versions::CCACHE, &path).await?)
 }
 
 async fn ccache_head(
@@ -311,13 +318,7 @@ async fn ccache_head(
     Path(path): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
-    let caller = caller(&state, &headers).await?;
-    Ok(
-        match exists(&state, &caller, versions::CCACHE, &path).await? {
-            Some(entry) => present(&entry),
-            None => missing(),
-        },
-    )
+    Ok(head_object(&state, &headers, versions::CCACHE, &path).await?)
 }
 
 async fn ccache_put(
@@ -357,11 +358,7 @@ async fn gradle_get(
     Path(key): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
-    let caller = caller(&state, &headers).await?;
-    Ok(match find(&state, &caller, versions::GRADLE, &key).await? {
-        Some(entry) => object(&state, &entry).await?,
-        None => missing(),
-    })
+    Ok(get_object(&state, &headers, versions::GRADLE, &key).await?)
 }
 
 /// Gradle takes any 2xx as stored, and `413` as "too large, not an error"
@@ -393,11 +390,7 @@ async fn nx_get(
     Path(hash): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
-    let caller = caller(&state, &headers).await?;
-    Ok(match find(&state, &caller, versions::NX, &hash).await? {
-        Some(entry) => object(&state, &entry).await?,
-        None => missing(),
-    })
+    Ok(get_object(&state, &headers, versions::NX, &hash).await?)
 }
 
 /// Nx's spec: `409` for a record that exists; its client counts only `200`
@@ -473,13 +466,7 @@ async fn turbo_get(
     Query(team): Query<Team>,
     headers: HeaderMap,
 ) -> Result<Response, TurboRefusal> {
-    let caller = caller(&state, &headers).await?;
-    Ok(
-        match find(&state, &caller, versions::TURBO, &team.key(&hash)).await? {
-            Some(entry) => object(&state, &entry).await?,
-            None => missing(),
-        },
-    )
+    Ok(get_object(&state, &headers, versions::TURBO, &team.key(&hash)).await?)
 }
 
 async fn turbo_head(
@@ -488,13 +475,7 @@ async fn turbo_head(
     Query(team): Query<Team>,
     headers: HeaderMap,
 ) -> Result<Response, TurboRefusal> {
-    let caller = caller(&state, &headers).await?;
-    Ok(
-        match exists(&state, &caller, versions::TURBO, &team.key(&hash)).await? {
-            Some(entry) => present(&entry),
-            None => missing(),
-        },
-    )
+    Ok(head_object(&state, &headers, versions::TURBO, &team.key(&hash)).await?)
 }
 
 async fn turbo_put(
