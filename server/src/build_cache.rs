@@ -106,11 +106,6 @@ impl IntoResponse for Refusal {
     }
 }
 
-/// Whether a request may read or write: the caller its credentials name.
-async fn caller(state: &Shared, headers: &HeaderMap) -> Result<Caller, Failure> {
-    state.caller(headers).await
-}
-
 /// The live entry `key` names for `caller` (its scope, then the scopes it
 /// may read, as a restore searches), recording the access for metrics.
 async fn find(
@@ -167,7 +162,7 @@ async fn get_object(
     version: &str,
     key: &str,
 ) -> Result<Response, Failure> {
-    let caller = caller(state, headers).await?;
+    let caller = state.caller(headers).await?;
     Ok(match find(state, &caller, version, key).await? {
         Some(entry) => object(state, &entry).await?,
         None => missing(),
@@ -181,7 +176,7 @@ async fn head_object(
     version: &str,
     key: &str,
 ) -> Result<Response, Failure> {
-    let caller = caller(state, headers).await?;
+    let caller = state.caller(headers).await?;
     Ok(match exists(state, &caller, version, key).await? {
         Some(entry) => present(&entry),
         None => missing(),
@@ -201,17 +196,18 @@ fn missing() -> Response {
     (StatusCode::NOT_FOUND, "not in the cache\n").into_response()
 }
 
-/// Stores `body` under (`caller`'s scope, `version`, `key`). A declared
-/// `Content-Length` over the limit is refused before anything is read.
+/// Stores `body` under (the request's caller's scope, `version`, `key`).
+/// A declared `Content-Length` over the limit is refused before anything
+/// is read.
 async fn store(
     state: &Shared,
-    caller: &Caller,
     headers: &HeaderMap,
     version: &str,
     key: &str,
     body: Body,
     expected: Option<&ContentHash>,
 ) -> Result<ObjectPut, Failure> {
+    let caller = state.caller(headers).await?;
     let max = state.max_object_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -225,7 +221,7 @@ async fn store(
         .put_object(
             &state.config,
             &state.backend,
-            caller,
+            &caller,
             version,
             key,
             crate::blob::body_reader(body),
@@ -285,19 +281,9 @@ async fn bazel_put(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Refusal> {
-    let caller = caller(&state, &headers).await?;
     let (version, hash) = bazel_entry(&kind, &hash)?;
     let expected = (version == versions::BAZEL_CAS).then_some(&hash);
-    store(
-        &state,
-        &caller,
-        &headers,
-        version,
-        hash.hex(),
-        body,
-        expected,
-    )
-    .await?;
+    store(&state, &headers, version, hash.hex(), body, expected).await?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -327,17 +313,7 @@ async fn ccache_put(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Refusal> {
-    let caller = caller(&state, &headers).await?;
-    store(
-        &state,
-        &caller,
-        &headers,
-        versions::CCACHE,
-        &path,
-        body,
-        None,
-    )
-    .await?;
+    store(&state, &headers, versions::CCACHE, &path, body, None).await?;
     Ok(StatusCode::CREATED.into_response())
 }
 
@@ -369,17 +345,7 @@ async fn gradle_put(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Refusal> {
-    let caller = caller(&state, &headers).await?;
-    store(
-        &state,
-        &caller,
-        &headers,
-        versions::GRADLE,
-        &key,
-        body,
-        None,
-    )
-    .await?;
+    store(&state, &headers, versions::GRADLE, &key, body, None).await?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -401,9 +367,8 @@ async fn nx_put(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Refusal> {
-    let caller = caller(&state, &headers).await?;
     Ok(
-        match store(&state, &caller, &headers, versions::NX, &hash, body, None).await? {
+        match store(&state, &headers, versions::NX, &hash, body, None).await? {
             ObjectPut::Stored(_) => StatusCode::OK.into_response(),
             ObjectPut::Existed | ObjectPut::Racing => {
                 (StatusCode::CONFLICT, "Cannot override an existing record\n").into_response()
@@ -485,10 +450,8 @@ async fn turbo_put(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, TurboRefusal> {
-    let caller = caller(&state, &headers).await?;
     store(
         &state,
-        &caller,
         &headers,
         versions::TURBO,
         &team.key(&hash),
@@ -503,7 +466,7 @@ async fn turbo_status(
     State(state): State<Arc<Shared>>,
     headers: HeaderMap,
 ) -> Result<Response, TurboRefusal> {
-    caller(&state, &headers).await?;
+    state.caller(&headers).await?;
     Ok(Json(serde_json::json!({"status": "enabled"})).into_response())
 }
 
@@ -513,6 +476,6 @@ async fn turbo_events(
     State(state): State<Arc<Shared>>,
     headers: HeaderMap,
 ) -> Result<Response, TurboRefusal> {
-    caller(&state, &headers).await?;
+    state.caller(&headers).await?;
     Ok(StatusCode::OK.into_response())
 }

@@ -126,6 +126,13 @@ async fn ccache_second_build_is_all_remote_hits(e: Env) {
 
 // --- Turborepo ---------------------------------------------------------------
 
+/// The `build` both workspaces run: writes `marker` to `dist/out.txt`.
+fn build_script(marker: &str) -> String {
+    format!(
+        "require('fs').mkdirSync('dist',{{recursive:true}});require('fs').writeFileSync('dist/out.txt','{marker}');console.log('built {marker}');\n"
+    )
+}
+
 /// A one-package turbo workspace whose `build` writes `dist/out.txt`.
 fn turbo_workspace(dir: &Path, marker: &str) {
     write(
@@ -143,12 +150,7 @@ fn turbo_workspace(dir: &Path, marker: &str) {
                 "turbo.json",
                 r#"{"tasks":{"build":{"outputs":["dist/**"]}}}"#,
             ),
-            (
-                "build.js",
-                &format!(
-                    "require('fs').mkdirSync('dist',{{recursive:true}});require('fs').writeFileSync('dist/out.txt','{marker}');console.log('built {marker}');\n"
-                ),
-            ),
+            ("build.js", &build_script(marker)),
         ],
     );
 }
@@ -204,12 +206,7 @@ fn nx_workspace(dir: &Path, marker: &str) {
                 "nx.json",
                 r#"{"targetDefaults":{"build":{"cache":true,"outputs":["{projectRoot}/dist"]}}}"#,
             ),
-            (
-                "build.js",
-                &format!(
-                    "require('fs').mkdirSync('dist',{{recursive:true}});require('fs').writeFileSync('dist/out.txt','{marker}');console.log('built {marker}');\n"
-                ),
-            ),
+            ("build.js", &build_script(marker)),
         ],
     );
     std::os::unix::fs::symlink(clients().join("node_modules"), dir.join("node_modules")).unwrap();
