@@ -7,6 +7,7 @@
 //! | Bazel (`--remote_cache=http://host/bazel`) | `GET/PUT/HEAD /bazel/ac/{sha256}`, `/bazel/cas/{sha256}` |
 //! | ccache (`remote_storage = http://host/ccache`) | `GET/PUT/HEAD /ccache/{path}` (`subdirs`, `flat` or `bazel` layout) |
 //! | Gradle (`HttpBuildCache` url `http://host/gradle/`) | `GET/PUT /gradle/{key}` |
+//! | sccache (`SCCACHE_WEBDAV_ENDPOINT=http://host/sccache`) | WebDAV: `GET/PUT/HEAD/PROPFIND/MKCOL /sccache/{path}` |
 //! | Nx (`NX_SELF_HOSTED_REMOTE_CACHE_SERVER=http://host/nx`) | `GET/PUT /nx/v1/cache/{hash}` |
 //! | Turborepo (`TURBO_API=http://host/turbo`) | `GET/PUT/HEAD /turbo/v8/artifacts/{hash}`, `GET …/status`, `POST …/events` |
 //!
@@ -33,9 +34,9 @@ use std::sync::Arc;
 use axum::{
     body::Body,
     extract::{Path, Query, State},
-    http::{header, HeaderMap, HeaderValue, StatusCode},
+    http::{header, HeaderMap, HeaderValue, Method, StatusCode},
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::{any, get, post},
     Json, Router,
 };
 use futures::TryStreamExt;
@@ -63,6 +64,7 @@ pub mod versions {
     pub const CCACHE: &str = "build-cache:ccache";
     pub const GRADLE: &str = "build-cache:gradle";
     pub const NX: &str = "build-cache:nx";
+    pub const SCCACHE: &str = "build-cache:sccache";
     pub const TURBO: &str = "build-cache:turbo";
 }
 
@@ -82,6 +84,9 @@ pub fn routes() -> Router<Arc<Shared>> {
                 .delete(ccache_delete),
         )
         .route("/gradle/{key}", get(gradle_get).put(gradle_put))
+        .route("/sccache", any(sccache_root))
+        .route("/sccache/", any(sccache_root))
+        .route("/sccache/{*path}", any(sccache))
         .route("/nx/v1/cache/{hash}", get(nx_get).put(nx_put))
         .route("/turbo/v8/artifacts/status", get(turbo_status))
         .route("/turbo/v8/artifacts/events", post(turbo_events))
@@ -347,6 +352,92 @@ async fn gradle_put(
 ) -> Result<Response, Refusal> {
     store(&state, &headers, versions::GRADLE, &key, body, None).await?;
     Ok(StatusCode::OK.into_response())
+}
+
+// --- sccache (WebDAV) --------------------------------------------------------
+
+/// sccache's WebDAV backend (opendal's): `GET` a key, `PUT` one after
+/// making sure its parent collections exist (`PROPFIND` with depth 0,
+/// `MKCOL` for what is missing). runcache has no directories: every
+/// collection exists, so a PUT costs one `PROPFIND` of its parent and no
+/// `MKCOL`.
+async fn sccache(
+    State(state): State<Arc<Shared>>,
+    method: Method,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Refusal> {
+    let version = versions::SCCACHE;
+    Ok(match method.as_str() {
+        "GET" => get_object(&state, &headers, version, &path).await?,
+        "HEAD" => head_object(&state, &headers, version, &path).await?,
+        "PUT" => {
+            store(&state, &headers, version, &path, body, None).await?;
+            StatusCode::CREATED.into_response()
+        }
+        "PROPFIND" if path.ends_with('/') => sccache_root(State(state), method, headers).await?,
+        "PROPFIND" => {
+            let caller = state.caller(&headers).await?;
+            match exists(&state, &caller, version, &path).await? {
+                Some(entry) => multistatus(
+                    &format!("/sccache/{path}"),
+                    &format!(
+                        "<D:getcontentlength>{}</D:getcontentlength><D:resourcetype/>",
+                        entry.size_bytes
+                    ),
+                    entry.created_at,
+                ),
+                None => missing(),
+            }
+        }
+        "MKCOL" => sccache_root(State(state), method, headers).await?,
+        "DELETE" => ccache_delete().await,
+        other => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("runcache's WebDAV for sccache answers GET, HEAD, PUT, PROPFIND and MKCOL, not {other}\n"),
+        )
+            .into_response(),
+    })
+}
+
+/// The collections: each exists (`PROPFIND`), and making one is a no-op
+/// (`MKCOL`).
+async fn sccache_root(
+    State(state): State<Arc<Shared>>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    state.caller(&headers).await?;
+    Ok(match method.as_str() {
+        "PROPFIND" => multistatus(
+            "/sccache/",
+            "<D:resourcetype><D:collection/></D:resourcetype>",
+            chrono::Utc::now(),
+        ),
+        "MKCOL" => StatusCode::CREATED.into_response(),
+        _ => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "a collection: PROPFIND or MKCOL\n",
+        )
+            .into_response(),
+    })
+}
+
+/// A one-resource `207 Multi-Status` with `props` and a last-modified date
+/// (which opendal requires).
+fn multistatus(href: &str, props: &str, modified: chrono::DateTime<chrono::Utc>) -> Response {
+    let href = quick_xml::escape::escape(href);
+    let body = format!(
+        r#"<?xml version="1.0" encoding="utf-8"?><D:multistatus xmlns:D="DAV:"><D:response><D:href>{href}</D:href><D:propstat><D:prop>{props}<D:getlastmodified>{}</D:getlastmodified></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response></D:multistatus>"#,
+        modified.to_rfc2822()
+    );
+    (
+        StatusCode::MULTI_STATUS,
+        [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 // --- Nx ----------------------------------------------------------------------

