@@ -70,5 +70,6 @@ pub fn index_entry(
         },
         upload_id: format!("bench-{}", &hex[..16]),
         build_duration_ms: None,
+        attributes: Default::default(),
     }
 }

@@ -80,6 +80,7 @@ async fn stage(b: &Backend, upload: &str, key: &str, seed: u64, len: u64) -> Res
         compression: "zstd-without-long".into(),
         unpacked_bytes: None,
         staged_at: Utc::now(),
+        attributes: Default::default(),
         provenance: BuildProvenance {
             repository: "bench/repo".into(),
             trigger_event: "push".into(),

@@ -87,6 +87,9 @@ pub struct Written {
     pub unpacked_bytes: Option<u64>,
     pub paths: Vec<String>,
     pub compression: String,
+    /// Kept with the entry and returned as sent (see
+    /// [`ArtifactStaged::attributes`]); empty for archives.
+    pub attributes: BTreeMap<String, String>,
 }
 
 impl Upload {
@@ -148,6 +151,7 @@ impl Upload {
             unpacked_bytes: written.unpacked_bytes,
             staged_at: Utc::now(),
             provenance,
+            attributes: written.attributes,
         };
         backend
             .staged

@@ -258,6 +258,7 @@ pub async fn save(
         unpacked_bytes: (summary.uncompressed_bytes > 0).then_some(summary.uncompressed_bytes),
         paths: req.paths.clone(),
         compression: COMPRESSION.to_string(),
+        attributes: Default::default(),
     };
     let event = upload
         .announce(backend, written, provenance, &job.traceparent)

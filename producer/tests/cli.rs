@@ -288,6 +288,7 @@ fn plant(s: &Sandbox, key: &str, path: &str, file: &Path) {
         unpacked_bytes: None,
         paths: vec![path.to_string()],
         compression: "zstd".into(),
+        attributes: Default::default(),
     };
     let fate = tokio::runtime::Runtime::new().unwrap().block_on(async {
         upload

@@ -122,6 +122,7 @@ fn staged_event(upload_id: &str, key: &str, claimed: ContentHash, size: u64) -> 
         compression: runcache_archive::COMPRESSION.into(),
         unpacked_bytes: None,
         staged_at: chrono::Utc::now(),
+        attributes: Default::default(),
         provenance: BuildProvenance {
             repository: REPO.into(),
             branch: MAIN.into(),
@@ -220,6 +221,7 @@ async fn a_version_mismatch_by_compression_is_named_even_without_provenance() {
         trigger_event: "push".into(),
         upload_id: "imported-1".into(),
         build_duration_ms: None,
+        attributes: Default::default(),
     };
     s.backend().index.insert(&entry).await.unwrap();
 

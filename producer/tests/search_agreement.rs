@@ -49,6 +49,7 @@ fn entry(git_ref: &str, key: &str, created: i64, trust: TrustLevel) -> IndexEntr
         trigger_event: "push".into(),
         upload_id: format!("u{created}"),
         build_duration_ms: None,
+        attributes: Default::default(),
     }
 }
 

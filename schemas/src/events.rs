@@ -83,6 +83,11 @@ pub struct ArtifactStaged {
     pub unpacked_bytes: Option<u64>,
     pub staged_at: DateTime<Utc>,
     pub provenance: BuildProvenance,
+    /// What the uploader asked to keep with the entry and to get back as
+    /// sent, by name: a build-cache client's metadata such as Turborepo's
+    /// `x-artifact-tag` signature. Empty for archives.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
 }
 
 impl Contract for ArtifactStaged {

@@ -1,6 +1,8 @@
 //! Records the workers store: index entries, provenance records and audit
 //! records. Runners may read them; only workers write them.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -63,6 +65,11 @@ pub struct IndexEntry {
     pub upload_id: String,
     /// Build duration the producer reported, for "build time saved".
     pub build_duration_ms: Option<u64>,
+    /// What the uploader asked to keep with the entry and to get back as
+    /// sent, by name: a build-cache client's metadata such as Turborepo's
+    /// `x-artifact-tag` signature. Empty for archives.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
 }
 
 impl IndexEntry {

@@ -43,6 +43,7 @@ fn staged() -> ArtifactStaged {
         compression: "zstd-without-long".into(),
         unpacked_bytes: Some(100),
         staged_at: Utc::now(),
+        attributes: Default::default(),
         provenance: BuildProvenance {
             repository: "o/r".into(),
             trigger_event: "push".into(),

@@ -51,7 +51,7 @@ use tracing::warn;
 
 use crate::{
     auth::Caller,
-    uploads::{ObjectPut, UploadError},
+    uploads::{ObjectExtras, ObjectPut, UploadError},
     Failure, State as Shared,
 };
 
@@ -167,9 +167,25 @@ async fn get_object(
     version: &str,
     key: &str,
 ) -> Result<Response, Failure> {
+    get_object_with(state, headers, version, key, |_, _| {}).await
+}
+
+/// [`get_object`], with the protocol's headers for the entry added by
+/// `decorate`.
+async fn get_object_with(
+    state: &Shared,
+    headers: &HeaderMap,
+    version: &str,
+    key: &str,
+    decorate: fn(&IndexEntry, &mut HeaderMap),
+) -> Result<Response, Failure> {
     let caller = state.caller(headers).await?;
     Ok(match find(state, &caller, version, key).await? {
-        Some(entry) => object(state, &entry).await?,
+        Some(entry) => {
+            let mut response = object(state, &entry).await?;
+            decorate(&entry, response.headers_mut());
+            response
+        }
         None => missing(),
     })
 }
@@ -181,9 +197,24 @@ async fn head_object(
     version: &str,
     key: &str,
 ) -> Result<Response, Failure> {
+    head_object_with(state, headers, version, key, |_, _| {}).await
+}
+
+/// [`head_object`], decorated like [`get_object_with`].
+async fn head_object_with(
+    state: &Shared,
+    headers: &HeaderMap,
+    version: &str,
+    key: &str,
+    decorate: fn(&IndexEntry, &mut HeaderMap),
+) -> Result<Response, Failure> {
     let caller = state.caller(headers).await?;
     Ok(match exists(state, &caller, version, key).await? {
-        Some(entry) => present(&entry),
+        Some(entry) => {
+            let mut response = present(&entry);
+            decorate(&entry, response.headers_mut());
+            response
+        }
         None => missing(),
     })
 }
@@ -211,6 +242,7 @@ async fn store(
     key: &str,
     body: Body,
     expected: Option<&ContentHash>,
+    extras: ObjectExtras,
 ) -> Result<ObjectPut, Failure> {
     let caller = state.caller(headers).await?;
     let max = state.max_object_bytes;
@@ -232,6 +264,7 @@ async fn store(
             crate::blob::body_reader(body),
             max,
             expected,
+            extras,
         )
         .await?)
 }
@@ -288,7 +321,16 @@ async fn bazel_put(
 ) -> Result<Response, Refusal> {
     let (version, hash) = bazel_entry(&kind, &hash)?;
     let expected = (version == versions::BAZEL_CAS).then_some(&hash);
-    store(&state, &headers, version, hash.hex(), body, expected).await?;
+    store(
+        &state,
+        &headers,
+        version,
+        hash.hex(),
+        body,
+        expected,
+        ObjectExtras::default(),
+    )
+    .await?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -318,7 +360,16 @@ async fn ccache_put(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Refusal> {
-    store(&state, &headers, versions::CCACHE, &path, body, None).await?;
+    store(
+        &state,
+        &headers,
+        versions::CCACHE,
+        &path,
+        body,
+        None,
+        ObjectExtras::default(),
+    )
+    .await?;
     Ok(StatusCode::CREATED.into_response())
 }
 
@@ -350,7 +401,16 @@ async fn gradle_put(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Refusal> {
-    store(&state, &headers, versions::GRADLE, &key, body, None).await?;
+    store(
+        &state,
+        &headers,
+        versions::GRADLE,
+        &key,
+        body,
+        None,
+        ObjectExtras::default(),
+    )
+    .await?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -373,7 +433,7 @@ async fn sccache(
         "GET" => get_object(&state, &headers, version, &path).await?,
         "HEAD" => head_object(&state, &headers, version, &path).await?,
         "PUT" => {
-            store(&state, &headers, version, &path, body, None).await?;
+            store(&state, &headers, version, &path, body, None, ObjectExtras::default()).await?;
             StatusCode::CREATED.into_response()
         }
         "PROPFIND" if path.ends_with('/') => sccache_root(State(state), method, headers).await?,
@@ -459,7 +519,17 @@ async fn nx_put(
     body: Body,
 ) -> Result<Response, Refusal> {
     Ok(
-        match store(&state, &headers, versions::NX, &hash, body, None).await? {
+        match store(
+            &state,
+            &headers,
+            versions::NX,
+            &hash,
+            body,
+            None,
+            ObjectExtras::default(),
+        )
+        .await?
+        {
             ObjectPut::Stored(_) => StatusCode::OK.into_response(),
             ObjectPut::Existed | ObjectPut::Racing => {
                 (StatusCode::CONFLICT, "Cannot override an existing record\n").into_response()
@@ -522,7 +592,14 @@ async fn turbo_get(
     Query(team): Query<Team>,
     headers: HeaderMap,
 ) -> Result<Response, TurboRefusal> {
-    Ok(get_object(&state, &headers, versions::TURBO, &team.key(&hash)).await?)
+    Ok(get_object_with(
+        &state,
+        &headers,
+        versions::TURBO,
+        &team.key(&hash),
+        turbo_headers,
+    )
+    .await?)
 }
 
 async fn turbo_head(
@@ -531,7 +608,14 @@ async fn turbo_head(
     Query(team): Query<Team>,
     headers: HeaderMap,
 ) -> Result<Response, TurboRefusal> {
-    Ok(head_object(&state, &headers, versions::TURBO, &team.key(&hash)).await?)
+    Ok(head_object_with(
+        &state,
+        &headers,
+        versions::TURBO,
+        &team.key(&hash),
+        turbo_headers,
+    )
+    .await?)
 }
 
 async fn turbo_put(
@@ -541,6 +625,7 @@ async fn turbo_put(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, TurboRefusal> {
+    let extras = turbo_extras(&headers)?;
     store(
         &state,
         &headers,
@@ -548,9 +633,60 @@ async fn turbo_put(
         &team.key(&hash),
         body,
         None,
+        extras,
     )
     .await?;
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"urls": []}))).into_response())
+}
+
+/// Turborepo's `x-artifact-tag`: the artifact's signature, kept as sent.
+const TURBO_TAG: &str = "x-artifact-tag";
+/// Turborepo's `x-artifact-duration`: milliseconds the task took.
+const TURBO_DURATION: &str = "x-artifact-duration";
+/// Longer than any signature turbo makes (base64 of an HMAC-SHA256).
+const MAX_TAG_BYTES: usize = 1024;
+
+/// The duration and signature a turbo PUT sends, checked: the tag is
+/// stored and returned untouched (runcache cannot verify it; only the
+/// team's key can), so it must be a header value worth keeping.
+fn turbo_extras(headers: &HeaderMap) -> Result<ObjectExtras, Failure> {
+    let mut extras = ObjectExtras::default();
+    if let Some(v) = headers.get(TURBO_DURATION) {
+        let ms = v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok());
+        extras.build_duration_ms = Some(ms.ok_or_else(|| {
+            Failure::bad_request(format!("{TURBO_DURATION} must be whole milliseconds"))
+        })?);
+    }
+    if let Some(v) = headers.get(TURBO_TAG) {
+        let tag = v
+            .to_str()
+            .ok()
+            .filter(|t| !t.is_empty() && t.len() <= MAX_TAG_BYTES)
+            .ok_or_else(|| {
+                Failure::bad_request(format!(
+                    "{TURBO_TAG} must be visible ASCII of at most {MAX_TAG_BYTES} bytes"
+                ))
+            })?;
+        extras
+            .attributes
+            .insert(TURBO_TAG.to_string(), tag.to_string());
+    }
+    Ok(extras)
+}
+
+/// The headers a turbo GET or HEAD of a stored artifact answers with: its
+/// duration and, for a signed artifact, its tag as it was sent.
+fn turbo_headers(entry: &IndexEntry, headers: &mut HeaderMap) {
+    if let Some(ms) = entry.build_duration_ms {
+        headers.insert(TURBO_DURATION, HeaderValue::from(ms));
+    }
+    if let Some(tag) = entry
+        .attributes
+        .get(TURBO_TAG)
+        .and_then(|t| HeaderValue::from_str(t).ok())
+    {
+        headers.insert(TURBO_TAG, tag);
+    }
 }
 
 async fn turbo_status(

@@ -109,7 +109,20 @@ struct Parts {
     /// v1 PATCH: bytes received into the one spool file.
     chunk_bytes: u64,
     staged: Option<Staged>,
+    /// The build time a build-cache client reported for its object.
+    build_duration_ms: Option<u64>,
     finalized: bool,
+}
+
+/// What a build-cache PUT brings besides its bytes.
+#[derive(Debug, Clone, Default)]
+pub struct ObjectExtras {
+    /// How long producing the object took, as the client says (Turborepo's
+    /// `x-artifact-duration`): the entry's build time, for "time saved".
+    pub build_duration_ms: Option<u64>,
+    /// Kept with the entry and returned as sent (Turborepo's
+    /// `x-artifact-tag` signature).
+    pub attributes: std::collections::BTreeMap<String, String>,
 }
 
 /// What [`Uploads::put_object`] did.
@@ -314,6 +327,7 @@ impl Uploads {
         body: BlobReader,
         max_bytes: u64,
         expected: Option<&ContentHash>,
+        extras: ObjectExtras,
     ) -> Result<ObjectPut, UploadError> {
         let mut limited: BlobReader = Box::pin(body.take(max_bytes.saturating_add(1)));
         let kept = match self.reserve(config, backend, caller, key, version).await {
@@ -358,7 +372,9 @@ impl Uploads {
             let mut parts = r.parts.lock().await;
             let mut staged = staged;
             staged.written.compression = OBJECT_COMPRESSION.to_string();
+            staged.written.attributes = extras.attributes;
             parts.staged = Some(staged);
+            parts.build_duration_ms = extras.build_duration_ms;
         }
         match self.finalize(config, backend, &r, size).await? {
             UploadFate::Promoted | UploadFate::Pending => Ok(ObjectPut::Stored(hash)),
@@ -537,12 +553,16 @@ impl Uploads {
                 actual: staged.written.size_bytes,
             });
         }
+        let mut provenance = r.caller.provenance.clone();
+        if let Some(ms) = parts.build_duration_ms {
+            provenance.build_duration_ms = Some(ms);
+        }
         let event = r
             .upload
             .announce(
                 backend,
                 staged.written,
-                r.caller.provenance.clone(),
+                provenance,
                 &r.caller.job.traceparent,
             )
             .await?;
@@ -637,6 +657,7 @@ async fn stage_stream(
             // send them.
             paths: Vec::new(),
             compression: CLIENT_COMPRESSION.to_string(),
+            attributes: Default::default(),
         },
         etag: meta.etag,
     })

@@ -25,6 +25,7 @@ served_tests!(
     bazel_clean_build_takes_its_action_from_the_remote_cache,
     gradle_clean_build_takes_its_task_from_the_cache,
     turbo_second_build_is_full_turbo,
+    turbo_signed_artifacts_keep_their_tag_and_duration,
     nx_second_build_comes_from_the_remote_cache,
     bazel_cas_puts_must_hash_to_their_name,
     a_pull_request_writes_only_its_own_scope,
@@ -342,6 +343,14 @@ fn build_script(marker: &str) -> String {
 
 /// A one-package turbo workspace whose `build` writes `dist/out.txt`.
 fn turbo_workspace(dir: &Path, marker: &str) {
+    turbo_workspace_with(
+        dir,
+        marker,
+        r#"{"tasks":{"build":{"outputs":["dist/**"]}}}"#,
+    );
+}
+
+fn turbo_workspace_with(dir: &Path, marker: &str, turbo_json: &str) {
     write(
         dir,
         &[
@@ -353,18 +362,25 @@ fn turbo_workspace(dir: &Path, marker: &str) {
                 "package-lock.json",
                 r#"{"name":"app","version":"1.0.0","lockfileVersion":3,"requires":true,"packages":{"":{"name":"app","version":"1.0.0"}}}"#,
             ),
-            (
-                "turbo.json",
-                r#"{"tasks":{"build":{"outputs":["dist/**"]}}}"#,
-            ),
+            ("turbo.json", turbo_json),
             ("build.js", &build_script(marker)),
         ],
     );
 }
 
 async fn turbo(url: &str, token: &str, dir: &Path) -> String {
+    turbo_signed(url, token, dir, None).await
+}
+
+/// `turbo run build` in `dir`, signing and verifying artifacts with
+/// `signature_key` when given.
+async fn turbo_signed(url: &str, token: &str, dir: &Path, signature_key: Option<&str>) -> String {
     let turbo = clients().join("node_modules/.bin/turbo");
-    run(Command::new(turbo)
+    let mut cmd = Command::new(turbo);
+    if let Some(key) = signature_key {
+        cmd.env("TURBO_REMOTE_CACHE_SIGNATURE_KEY", key);
+    }
+    run(cmd
         .args(["run", "build", "--cache=remote:rw"])
         .current_dir(dir)
         .env("TURBO_API", format!("{url}turbo"))
@@ -394,6 +410,64 @@ async fn turbo_second_build_is_full_turbo(e: Env) {
         std::fs::read_to_string(second.path().join("dist/out.txt")).unwrap(),
         "one"
     );
+    s.stop().await;
+}
+
+/// Signed artifacts (`remoteCache.signature`): turbo signs with its team's
+/// key and checks the tag it gets back, so runcache must return the tag
+/// exactly as sent, and the task's duration with it.
+async fn turbo_signed_artifacts_keep_their_tag_and_duration(e: Env) {
+    let s = serve(&e).await;
+    let signed = r#"{"remoteCache":{"signature":true},"tasks":{"build":{"outputs":["dist/**"]}}}"#;
+    let key = "a-signature-key-of-at-least-32-bytes";
+    let first = tempfile::tempdir().unwrap();
+    turbo_workspace_with(first.path(), "signed", signed);
+    let out = turbo_signed(&s.url, MAIN_TOKEN, first.path(), Some(key)).await;
+    let hash = out
+        .split("cache miss, executing ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no task hash in:\n{out}"))
+        .to_string();
+    // The same key verifies the tag it gets back: a hit.
+    let second = tempfile::tempdir().unwrap();
+    turbo_workspace_with(second.path(), "signed", signed);
+    let out = turbo_signed(&s.url, MAIN_TOKEN, second.path(), Some(key)).await;
+    assert!(out.contains("FULL TURBO"), "{out}");
+    // Another key does not: turbo refuses the artifact and builds.
+    let third = tempfile::tempdir().unwrap();
+    turbo_workspace_with(third.path(), "signed", signed);
+    let other = "another-signature-key-of-32-bytes-or-more";
+    let out = turbo_signed(&s.url, MAIN_TOKEN, third.path(), Some(other)).await;
+    assert!(out.contains("cache miss"), "{out}");
+    // Over plain HTTP: the tag and the duration come back as headers.
+    let auth = bearer(MAIN_TOKEN);
+    let url = format!("{}turbo/v8/artifacts/{hash}?slug=runcache", s.url);
+    let (status, head, _) = http("GET", &url, &[("Authorization", auth.as_str())], b"").await;
+    assert_eq!(status, 200, "{head}");
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("x-artifact-tag: "), "{head}");
+    assert!(head.contains("x-artifact-duration: "), "{head}");
+    // A tag is stored as sent, byte for byte, and a bad duration refused.
+    let url = format!("{}turbo/v8/artifacts/0123abcd?slug=runcache", s.url);
+    let tag = "c2lnbmF0dXJlIGFzIHNlbnQ=";
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("x-artifact-tag", tag),
+        ("x-artifact-duration", "1234"),
+    ];
+    assert_eq!(http("PUT", &url, &headers, b"bytes").await.0, 202);
+    let (_, head, body) = http("HEAD", &url, &headers[..1], b"").await;
+    assert!(head.contains(tag), "{head}");
+    assert!(head.contains("1234"), "{head}");
+    assert!(body.is_empty());
+    let bad = [
+        ("Authorization", auth.as_str()),
+        ("x-artifact-duration", "soon"),
+    ];
+    let url = format!("{}turbo/v8/artifacts/0123abce?slug=runcache", s.url);
+    let (status, _, body) = http("PUT", &url, &bad, b"bytes").await;
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
     s.stop().await;
 }
 

@@ -251,6 +251,7 @@ impl Promoter {
             trigger_event: ev.provenance.trigger_event.clone(),
             upload_id: ev.upload_id.clone(),
             build_duration_ms: ev.provenance.build_duration_ms,
+            attributes: ev.attributes.clone(),
         };
         match b.index.insert(&entry).await? {
             InsertOutcome::Inserted => {

@@ -194,6 +194,7 @@ fn build_time_saved_is_floored_at_zero_and_a_failed_restore_is_a_miss() {
     );
     let e = runcache_schemas::IndexEntry {
         build_duration_ms: Some(1000),
+        attributes: Default::default(),
         ..e
     };
     let ev = accessed("a", HitKind::Exact, Some("k"), now);

@@ -54,6 +54,7 @@ fn entry(scope: &Scope, version: &str, key: &str, created: i64) -> IndexEntry {
         trigger_event: "push".into(),
         upload_id: format!("upload-{key}-{created}"),
         build_duration_ms: Some(60_000),
+        attributes: Default::default(),
     }
 }
 

@@ -176,6 +176,7 @@ pub fn staged(
         compression: "zstd-without-long".into(),
         unpacked_bytes: None,
         staged_at: at,
+        attributes: Default::default(),
         provenance: BuildProvenance {
             repository: scope.repository.clone(),
             branch: scope.git_ref.clone(),
@@ -329,5 +330,6 @@ pub fn entry(
         trigger_event: "push".into(),
         upload_id: format!("u-{key}"),
         build_duration_ms: None,
+        attributes: Default::default(),
     }
 }
