@@ -159,6 +159,16 @@ pub trait EventQueue: Send + Sync + Debug {
 
     async fn send(&self, message: OutgoingMessage) -> Result<String, StoreError>;
 
+    /// Sends `messages` in as few requests as the queue allows (SQS: ten
+    /// per `SendMessageBatch`), for senders that buffer events off their
+    /// request path. Not atomic: on an error, some may have been sent.
+    async fn send_batch(&self, messages: Vec<OutgoingMessage>) -> Result<(), StoreError> {
+        for message in messages {
+            self.send(message).await?;
+        }
+        Ok(())
+    }
+
     async fn receive(
         &self,
         max: usize,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use runcache_cache::{
     keys::{validate_keys, KeyError},
-    lookup::{access_event, lookup, report_access, LookupRequest},
+    lookup::{access_event, lookup, LookupRequest},
 };
 use runcache_infra::{index::SearchHit, StoreError};
 use runcache_schemas::{IndexEntry, TrustLevel};
@@ -75,6 +75,6 @@ pub async fn find(
         });
         entry
     });
-    report_access(&state.backend, &accessed, &job.traceparent).await;
+    state.access.report(&accessed, &job.traceparent);
     Ok(entry)
 }

@@ -15,6 +15,7 @@
 //! May touch: the ports through `runcache-cache`, the workers through
 //! `runcache_worker::settle` (inline workers only), the spool directory.
 
+pub mod access;
 pub mod auth;
 pub mod blob;
 pub mod build_cache;
@@ -106,6 +107,8 @@ pub struct State {
     upstream: Option<Upstream>,
     /// Work that outlives its request (v1 commits); drained on shutdown.
     tasks: TaskTracker,
+    /// Access events, sent in batches off the request path.
+    pub access: access::AccessReporter,
 }
 
 impl State {
@@ -123,6 +126,7 @@ impl State {
             Some(key) => Signer::new(key.clone(), opts.url_ttl),
             None => Signer::random(opts.url_ttl),
         };
+        let access = access::AccessReporter::start(backend.clone());
         Ok(Arc::new(State {
             uploads: Arc::new(Uploads::new(spool, opts.promotion_wait)?),
             config,
@@ -133,6 +137,7 @@ impl State {
             max_object_bytes: opts.max_object_bytes,
             upstream: opts.upstream.clone(),
             tasks: TaskTracker::new(),
+            access,
         }))
     }
 
@@ -195,6 +200,7 @@ pub async fn serve(
     info!("no requests left; finishing background work");
     state.tasks.close();
     state.tasks.wait().await;
+    state.access.close().await;
     Ok(())
 }
 

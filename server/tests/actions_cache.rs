@@ -471,6 +471,9 @@ async fn served_entries_carry_provenance_and_access_events(e: Env) {
         &ws.restore(&s, Protocol::V2, MAIN_TOKEN, "p-9", &[], "deps")
             .await,
     );
+    // Access events are sent in batches off the request path; stopping
+    // the server sends what is still buffered.
+    s.stop().await;
     let seen = accesses(&e.backend).await;
     let kinds: Vec<_> = seen
         .iter()
@@ -478,7 +481,6 @@ async fn served_entries_carry_provenance_and_access_events(e: Env) {
         .collect();
     assert_eq!(kinds, [("p-1", HitKind::Exact), ("p-9", HitKind::Miss)]);
     assert_eq!(seen[0].content_hash.as_ref(), Some(&entry.content_hash));
-    s.stop().await;
 }
 
 /// Over 128 MiB the client's Azure SDK uploads 64 MiB blocks, 8 at a time,

@@ -23,7 +23,10 @@ use async_trait::async_trait;
 use aws_sdk_sqs::{
     config::http::HttpResponse,
     error::{ProvideErrorMetadata, SdkError},
-    types::{Message, MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName},
+    types::{
+        Message, MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
+        SendMessageBatchRequestEntry,
+    },
     Client,
 };
 use chrono::{DateTime, Utc};
@@ -69,6 +72,32 @@ fn visibility_secs(visibility: Duration) -> i32 {
     let secs = visibility.as_secs() + u64::from(visibility.subsec_nanos() > 0);
     secs.min(MAX_VISIBILITY_SECS) as i32
 }
+
+/// `message`'s attributes as SQS carries them (empty values left out).
+fn sqs_attributes(
+    message: &OutgoingMessage,
+) -> Result<std::collections::HashMap<String, MessageAttributeValue>, StoreError> {
+    let attributes = message
+        .attributes
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| Ok((k.clone(), string_attr(v)?)))
+        .collect::<Result<std::collections::HashMap<_, _>, StoreError>>()?;
+    if attributes.len() > MAX_ATTRIBUTES {
+        return Err(StoreError::invalid(
+            "message attributes",
+            format!(
+                "{} given; SQS carries at most {MAX_ATTRIBUTES}",
+                attributes.len()
+            ),
+        ));
+    }
+    Ok(attributes)
+}
+
+/// SQS's limit on the bodies of one `SendMessageBatch` (256 KiB; kept
+/// under, leaving room for the attributes). At most [`MAX_BATCH`] entries.
+const MAX_BATCH_BODY_BYTES: usize = 200 * 1024;
 
 fn string_attr(value: &str) -> Result<MessageAttributeValue, StoreError> {
     MessageAttributeValue::builder()
@@ -247,21 +276,7 @@ impl EventQueue for SqsEventQueue {
 
     #[tracing::instrument(skip_all, fields(queue = %self.name))]
     async fn send(&self, message: OutgoingMessage) -> Result<String, StoreError> {
-        let attributes = message
-            .attributes
-            .iter()
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(k, v)| Ok((k.clone(), string_attr(v)?)))
-            .collect::<Result<std::collections::HashMap<_, _>, StoreError>>()?;
-        if attributes.len() > MAX_ATTRIBUTES {
-            return Err(StoreError::invalid(
-                "message attributes",
-                format!(
-                    "{} given; SQS carries at most {MAX_ATTRIBUTES}",
-                    attributes.len()
-                ),
-            ));
-        }
+        let attributes = sqs_attributes(&message)?;
         let url = self.url().await?;
         let out = self
             .client
@@ -273,6 +288,50 @@ impl EventQueue for SqsEventQueue {
             .await
             .map_err(|e| self.error("sqs:SendMessage", &self.name, e))?;
         Ok(out.message_id.unwrap_or_default())
+    }
+
+    #[tracing::instrument(skip_all, fields(queue = %self.name, count = messages.len()))]
+    async fn send_batch(&self, messages: Vec<OutgoingMessage>) -> Result<(), StoreError> {
+        let url = self.url().await?;
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        let mut messages = messages.into_iter().peekable();
+        while let Some(message) = messages.next() {
+            bytes += message.body.len();
+            let entry = SendMessageBatchRequestEntry::builder()
+                .id(batch.len().to_string())
+                .message_body(message.body.clone())
+                .set_message_attributes(Some(sqs_attributes(&message)?).filter(|a| !a.is_empty()))
+                .build()
+                .map_err(|e| StoreError::invalid("SendMessageBatch entry", e.to_string()))?;
+            batch.push(entry);
+            let next_fits = messages
+                .peek()
+                .is_some_and(|m| bytes + m.body.len() <= MAX_BATCH_BODY_BYTES);
+            if batch.len() == MAX_BATCH || !next_fits {
+                let out = self
+                    .client
+                    .send_message_batch()
+                    .queue_url(url)
+                    .set_entries(Some(std::mem::take(&mut batch)))
+                    .send()
+                    .await
+                    .map_err(|e| self.error("sqs:SendMessageBatch", &self.name, e))?;
+                if let Some(failed) = out.failed.first() {
+                    return Err(StoreError::invalid(
+                        "SendMessageBatch",
+                        format!(
+                            "{} of the batch refused, e.g. {}: {}",
+                            out.failed.len(),
+                            failed.code,
+                            failed.message.as_deref().unwrap_or("no message")
+                        ),
+                    ));
+                }
+                bytes = 0;
+            }
+        }
+        Ok(())
     }
 
     #[tracing::instrument(skip_all, fields(queue = %self.name, max = max))]

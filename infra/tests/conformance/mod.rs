@@ -55,6 +55,7 @@ macro_rules! conformance_suite {
                 queue_cases::send_receive_ack,
                 queue_cases::empty_receive_returns_nothing,
                 queue_cases::batch_receive_is_bounded,
+                queue_cases::send_batch_delivers_every_message,
                 queue_cases::redelivered_after_visibility_timeout,
                 queue_cases::extend_visibility_keeps_message_hidden,
                 queue_cases::dead_lettered_after_max_receives,

@@ -83,6 +83,34 @@ pub async fn batch_receive_is_bounded(fx: &Fixture) {
     }
 }
 
+/// A batch of more than SQS's ten per request is sent whole, each message
+/// with its attributes.
+pub async fn send_batch_delivers_every_message(fx: &Fixture) {
+    let sent: Vec<String> = (0..23).map(|i| format!("b{i}")).collect();
+    fx.queue
+        .send_batch(sent.iter().map(|b| msg(b)).collect())
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        for m in fx.queue.receive(10, NO_WAIT, fx.visibility).await.unwrap() {
+            assert_eq!(
+                m.attributes.get(ATTR_SCHEMA).map(String::as_str),
+                Some("artifact.staged")
+            );
+            fx.queue.ack(&m.receipt).await.unwrap();
+            got.push(m.body);
+        }
+        if got.len() == sent.len() {
+            break;
+        }
+    }
+    got.sort();
+    let mut want = sent;
+    want.sort();
+    assert_eq!(got, want);
+}
+
 pub async fn redelivered_after_visibility_timeout(fx: &Fixture) {
     fx.queue.send(msg("again")).await.unwrap();
     let first = fx.queue.receive(1, NO_WAIT, fx.visibility).await.unwrap();
