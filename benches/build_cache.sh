@@ -93,10 +93,11 @@ for size in 4096 262144; do
     f="$dir/objects/$size-$i"
     head -c "$size" /dev/urandom > "$f"
     cp "$f" "$dir/www/get/$size/$i"
-    printf -- '-X PUT\n-H "%s"\n--data-binary @%s\nurl = "%s/gradle/get-%s-%s"\n-o /dev/null\n' \
-      "$auth" "$f" "$url" "$size" "$i"
+    # each upload-file (a PUT) pairs with the next url
+    printf 'upload-file = "%s"\nurl = "%s/gradle/get-%s-%s"\noutput = "/dev/null"\n' \
+      "$f" "$url" "$size" "$i"
   done > "$dir/curl-$size.cfg"
-  curl -sS --fail-with-body -K "$dir/curl-$size.cfg" >/dev/null
+  curl -sS --fail -H "$auth" -K "$dir/curl-$size.cfg"
 done
 
 # wrk scripts: a random stored object; a key never stored; a new key with
