@@ -57,7 +57,10 @@ url="$(sed -n 's/^listening on //p' "$dir/serve.out")"
 [ -n "$url" ] || { echo "runcache serve did not start:" >&2; cat "$dir/serve.err" >&2; exit 1; }
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# As root, nginx's workers would run as nobody and could not write PUTs.
+user_line=$([ "$(id -u)" = 0 ] && echo 'user root;' || true)
 cat > "$dir/nginx/nginx.conf" <<EOF
+$user_line
 worker_processes auto;
 daemon off;
 pid $dir/nginx/nginx.pid;

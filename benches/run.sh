@@ -15,7 +15,7 @@
 #   SIZE_MB      size of the incompressible and compressible files, and of
 #                the promote batch (default 1024)
 #   RUNS         runs per timing, the median is reported (default 5)
-#   ONLY         sections to run (default: machine save_restore serve hash promote lookup simulate)
+#   ONLY         sections to run (default: machine save_restore serve build_cache hash promote lookup simulate)
 #   CORPORA      save_restore's corpora (default: all six below; a subset
 #                leaves docs/benchmarks.md alone)
 #   PROFILE      cargo profile of the binaries (default release)
@@ -45,7 +45,7 @@ cd "$root"
 bench="${BENCH_DIR:-/tmp/runcache-bench}"
 size_mb="${SIZE_MB:-1024}"
 runs="${RUNS:-5}"
-only="${ONLY:-machine save_restore serve hash promote lookup simulate}"
+only="${ONLY:-machine save_restore serve build_cache hash promote lookup simulate}"
 profile="${PROFILE:-release}"
 results="${RESULTS:-$bench/results.md}"
 all_corpora="node_modules target random-${size_mb}m text-${size_mb}m big-${size_mb}m mixed"
@@ -340,6 +340,13 @@ if wants serve; then
     echo "|---|---|---|---|"
     printf '%s\n' "${rss_rows[@]}"
   } > "$out/serve.md"
+fi
+
+if wants build_cache; then
+  # The build tools' remote caches: wrk against serve and nginx, and
+  # ccache's clean second build (benches/build_cache.sh says what).
+  log "build_cache: wrk against runcache serve and nginx, then ccache"
+  bash "$root/benches/build_cache.sh" "$rc" "$bench/build_cache" > "$out/build_cache.md"
 fi
 
 if wants hash; then
