@@ -558,6 +558,29 @@ impl OrderedWalk<'_> {
     }
 }
 
+/// Objects up to this size are read whole by [`open_whole`].
+const READ_WHOLE_BYTES: u64 = 256 * 1024;
+
+/// A reader of the whole file at `path`: a small object (a build-cache
+/// object, most of them) is opened and read in one blocking call, where a
+/// `tokio::fs::File` would take one blocking-pool hop to open, one per
+/// read and one to see the end; a large one is streamed.
+async fn open_whole(path: PathBuf) -> std::io::Result<BlobReader> {
+    tokio::task::spawn_blocking(move || -> std::io::Result<BlobReader> {
+        let mut file = std::fs::File::open(&path)?;
+        let len = file.metadata()?.len();
+        if len <= READ_WHOLE_BYTES {
+            let mut bytes = Vec::with_capacity(len as usize + 1);
+            std::io::Read::read_to_end(&mut file, &mut bytes)?;
+            Ok(Box::pin(std::io::Cursor::new(bytes)))
+        } else {
+            Ok(Box::pin(fs::File::from_std(file)))
+        }
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -650,27 +673,4 @@ mod tests {
         );
         drop((live, fresh));
     }
-}
-
-/// Objects up to this size are read whole by [`open_whole`].
-const READ_WHOLE_BYTES: u64 = 256 * 1024;
-
-/// A reader of the whole file at `path`: a small object (a build-cache
-/// object, most of them) is opened and read in one blocking call, where a
-/// `tokio::fs::File` would take one blocking-pool hop to open, one per
-/// read and one to see the end; a large one is streamed.
-async fn open_whole(path: PathBuf) -> std::io::Result<BlobReader> {
-    tokio::task::spawn_blocking(move || -> std::io::Result<BlobReader> {
-        let mut file = std::fs::File::open(&path)?;
-        let len = file.metadata()?.len();
-        if len <= READ_WHOLE_BYTES {
-            let mut bytes = Vec::with_capacity(len as usize + 1);
-            std::io::Read::read_to_end(&mut file, &mut bytes)?;
-            Ok(Box::pin(std::io::Cursor::new(bytes)))
-        } else {
-            Ok(Box::pin(fs::File::from_std(file)))
-        }
-    })
-    .await
-    .map_err(std::io::Error::other)?
 }
