@@ -374,6 +374,12 @@ Setup:
        ACTIONS_CACHE_SERVICE_V2=true
        ACTIONS_RUNTIME_TOKEN=<the job's token>   (static tokens only)
 
+The same address is the build tools' remote cache, each client at its own
+prefix with the same tokens: /bazel (--remote_cache), /ccache
+(remote_storage), /gradle/ (HttpBuildCache), /nx
+(NX_SELF_HOSTED_REMOTE_CACHE_SERVER), /sccache (SCCACHE_WEBDAV_ENDPOINT),
+/turbo (TURBO_API); docs/build-caches.md has each client's lines.
+
 See docs/serve.md for the setup and docs/design/github-cache-protocol.md for
 what is served.";
 
@@ -408,7 +414,7 @@ struct ServeArgs {
     /// (default: a random key per process).
     #[arg(long, value_name = "FILE")]
     url_secret_file: Option<PathBuf>,
-    /// The largest build-cache object (Bazel, ccache, Gradle, Nx,
+    /// The largest build-cache object (Bazel, ccache, Gradle, Nx, sccache,
     /// Turborepo) a PUT may store, in MiB; larger ones are refused with 413.
     #[arg(long, value_name = "MIB", default_value_t = runcache_server::DEFAULT_MAX_OBJECT_BYTES >> 20)]
     max_object_size: u64,
