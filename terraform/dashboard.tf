@@ -5,6 +5,8 @@
 #   SEARCH('{NS,Repository} MetricName="X"', stat, period)   one line per repository
 #   SUM(SEARCH(...))                                           all repositories together
 #   SELECT AVG(X) FROM SCHEMA("NS", Repository)                Metrics Insights (last 2 weeks only)
+# Every metric is queried with the one dimension set the workers emit it with
+# (Repository, or Worker for WorkerErrors); tests/tests/terraform.rs checks.
 # Labels like "$${PROP('Dim.Repository')}" are CloudWatch dynamic labels; the
 # doubled $ keeps Terraform from interpolating them.
 
@@ -15,7 +17,7 @@ locals {
   search = { for m in [
     "CacheHit", "CacheMiss", "HitRate", "BytesRestored", "BytesSaved", "BuildTimeSaved",
     "ArtifactsPromoted", "ArtifactsDeduplicated", "UploadsRejected", "Evictions", "Invalidations",
-    "ObjectCount", "AverageCacheAge",
+    "StorageBytes", "ObjectCount", "AverageCacheAge",
   ] : m => "SEARCH('${local.repo_schema} MetricName=\"${m}\"', '%s', %d)" }
 
   repo_label = "$${PROP('Dim.Repository')}"
@@ -87,13 +89,13 @@ locals {
       {
         type = "metric", x = 8, y = 10, width = 8, height = 6
         properties = merge(local.widget_common, {
-          title  = "Cache storage as the workers count it (StorageBytes)"
+          title  = "Cache storage growth as the workers count it (StorageBytes)"
           view   = "timeSeries"
           period = 3600
-          # Any dimension set: per repository, and a total if the workers
-          # publish one.
+          # The workers publish it per repository only; the total is summed here.
           metrics = [
-            [{ id = "storage", expression = "SEARCH('Namespace=\"${local.ns}\" MetricName=\"StorageBytes\"', 'Maximum', 3600)" }],
+            [{ id = "storage", expression = format(local.search["StorageBytes"], "Maximum", 3600), label = local.repo_label }],
+            [{ id = "storagetotal", expression = "SUM(storage)", label = "All repositories" }],
           ]
         })
       },
@@ -119,7 +121,7 @@ locals {
       {
         type = "metric", x = 0, y = 16, width = 8, height = 6
         properties = merge(local.widget_common, {
-          title   = "Build time saved per hour, by repository (hours)"
+          title   = "Build time saved by hits vs rebuilding, by repository (hours per hour)"
           view    = "timeSeries"
           stacked = true
           period  = 3600
@@ -132,13 +134,12 @@ locals {
       {
         type = "metric", x = 8, y = 16, width = 8, height = 6
         properties = merge(local.widget_common, {
-          title  = "Save vs restore duration (ms, all repositories)"
+          title  = "Restore duration (ms, all repositories)"
           view   = "timeSeries"
           period = 300
+          # No worker publishes SaveDuration (a save is timed on the runner only).
           metrics = [
-            [{ id = "saveavg", expression = "SELECT AVG(SaveDuration) FROM SCHEMA(\"${local.ns}\", Repository)", label = "Save, average" }],
             [{ id = "restoreavg", expression = "SELECT AVG(RestoreDuration) FROM SCHEMA(\"${local.ns}\", Repository)", label = "Restore, average" }],
-            [{ id = "savemax", expression = "SELECT MAX(SaveDuration) FROM SCHEMA(\"${local.ns}\", Repository)", label = "Save, maximum" }],
             [{ id = "restoremax", expression = "SELECT MAX(RestoreDuration) FROM SCHEMA(\"${local.ns}\", Repository)", label = "Restore, maximum" }],
           ]
         })
@@ -236,15 +237,29 @@ locals {
           ]
         })
       },
+
+      # --- most restored -----------------------------------------------------
+      {
+        type = "metric", x = 0, y = 34, width = 8, height = 7
+        properties = merge(local.widget_common, {
+          title  = "Most restored repositories (hits per hour, top 10)"
+          view   = "timeSeries"
+          period = 3600
+          metrics = [
+            [{ id = "tophits", expression = "SELECT SUM(CacheHit) FROM SCHEMA(\"${local.ns}\", Repository) GROUP BY Repository ORDER BY SUM() DESC LIMIT 10" }],
+          ]
+          legend = { position = "right" }
+        })
+      },
     ],
 
     # --- most restored entries ----------------------------------------------
-    # CloudWatch cannot rank metric dimensions, so "most accessed" comes from
-    # the metrics worker's logs: a Contributor Insights rule (time series of
-    # the top 10) and a Logs Insights table (counts over the dashboard range).
+    # Metrics rank repositories only (the widget above); entries (repository,
+    # matched key) come from the metrics worker's logs: a Contributor Insights
+    # rule (top 10 over time) and a Logs Insights table.
     var.most_accessed_rule.enabled ? [
       {
-        type = "metric", x = 0, y = 34, width = 12, height = 7
+        type = "metric", x = 8, y = 34, width = 8, height = 7
         properties = merge(local.widget_common, {
           title  = "Most restored entries (Contributor Insights: repository, matched key)"
           view   = "timeSeries"
@@ -260,7 +275,7 @@ locals {
     ] : [],
     [
       {
-        type = "log", x = var.most_accessed_rule.enabled ? 12 : 0, y = 34, width = var.most_accessed_rule.enabled ? 12 : 24, height = 7
+        type = "log", x = var.most_accessed_rule.enabled ? 16 : 8, y = 34, width = var.most_accessed_rule.enabled ? 8 : 16, height = 7
         properties = merge(local.widget_common, {
           title = "Top restored keys (Logs Insights over the dashboard's time range)"
           view  = "table"

@@ -1,16 +1,16 @@
 # Worker logs, the "most restored" Contributor Insights rule, and the alarms
 # an operator is paged for (docs/deploy.md explains each one).
 #
-# Metric contract (what the workers emit, DESIGN.md "Metrics"): namespace
-# Runcache/{stage}; CacheHit, CacheMiss, HitRate (Percent), BytesRestored,
-# BytesSaved, RestoreDuration (Milliseconds), SaveDuration (Milliseconds),
-# BuildTimeSaved (Seconds), PromotionLatency (Milliseconds),
-# ArtifactsPromoted, ArtifactsDeduplicated, UploadsRejected, StorageBytes
-# (Bytes), ObjectCount, AverageCacheAge (Seconds), Evictions, Invalidations
-# with the single dimension Repository; WorkerErrors with the single
-# dimension Worker = promote|metrics|invalidate|sweep. Totals without
-# dimensions may be emitted as well: the queries below select the
-# Repository schema explicitly, so nothing is counted twice.
+# Metric contract (what the workers emit: workers/src/metrics.rs and
+# service.rs; names in infra/src/metrics.rs): namespace Runcache/{stage};
+# CacheHit, CacheMiss, HitRate (Percent), BytesRestored, BytesSaved,
+# RestoreDuration (Milliseconds), BuildTimeSaved (Seconds), PromotionLatency
+# (Milliseconds), ArtifactsPromoted, ArtifactsDeduplicated, UploadsRejected,
+# StorageBytes (Bytes), ObjectCount, AverageCacheAge (Seconds), Evictions,
+# Invalidations, each only with the single dimension Repository;
+# WorkerErrors only with the single dimension Worker =
+# promote|metrics|invalidate|sweep. No totals without dimensions: sums are
+# taken here. SaveDuration is a reserved name no worker publishes.
 
 resource "aws_cloudwatch_log_group" "workers" {
   #checkov:skip=CKV_AWS_338:Worker logs are operational (per-message traces), not an audit trail: audit records live in the index table. Retention is var.log_retention_days (default 30) to bound cost.

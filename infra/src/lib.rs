@@ -35,6 +35,6 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{BackendKind, Config};
 pub use error::{describe, StoreError};
 pub use index::{CacheIndex, InsertOutcome, StateChange};
-pub use metrics::{MetricDatum, MetricUnit, MetricsSink};
+pub use metrics::{MetricDatum, MetricStats, MetricUnit, MetricsSink, SeriesPoint, Window};
 pub use provenance::ProvenanceStore;
 pub use queue::{EventQueue, OutgoingMessage, QueueDepth, ReceivedMessage};

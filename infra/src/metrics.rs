@@ -127,6 +127,63 @@ pub struct MetricStats {
     pub max: f64,
 }
 
+/// A time window cut into equal periods, for [`MetricsSink::series`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Start of the first bucket.
+    pub since: DateTime<Utc>,
+    /// End of the window (exclusive).
+    pub until: DateTime<Utc>,
+    /// Length of a bucket: a whole number of minutes (CloudWatch's rule).
+    pub period: std::time::Duration,
+}
+
+impl Window {
+    /// The window of `buckets` periods of `period` that ends with the
+    /// bucket holding `now`; buckets start at multiples of `period` since
+    /// the epoch, so every adapter cuts them alike.
+    pub fn ending_at(now: DateTime<Utc>, period: std::time::Duration, buckets: u32) -> Self {
+        let p = (period.as_secs() / 60).max(1) * 60;
+        let period = std::time::Duration::from_secs(p);
+        let p = p as i64;
+        let end = (now.timestamp().div_euclid(p) + 1) * p;
+        let start = end - p * i64::from(buckets.max(1));
+        let at = |s: i64| DateTime::from_timestamp(s, 0).unwrap_or_default();
+        Self {
+            since: at(start),
+            until: at(end),
+            period,
+        }
+    }
+
+    /// The number of buckets.
+    pub fn buckets(&self) -> u32 {
+        let p = self.period.as_secs().max(1) as i64;
+        ((self.until - self.since).num_seconds().max(0) + p - 1).div_euclid(p) as u32
+    }
+
+    /// The index of the bucket holding `at`, if the window holds it.
+    pub fn bucket_of(&self, at: DateTime<Utc>) -> Option<u32> {
+        if at < self.since || at >= self.until {
+            return None;
+        }
+        let p = self.period.as_secs().max(1) as i64;
+        Some(((at - self.since).num_seconds() / p) as u32)
+    }
+
+    /// The start of bucket `i`.
+    pub fn bucket_start(&self, i: u32) -> DateTime<Utc> {
+        self.since + chrono::Duration::seconds(self.period.as_secs() as i64 * i64::from(i))
+    }
+}
+
+/// The datums of one bucket of a series.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SeriesPoint {
+    pub start: DateTime<Utc>,
+    pub stats: MetricStats,
+}
+
 #[async_trait]
 pub trait MetricsSink: Send + Sync + Debug {
     /// Records datums; any number (adapters batch within their limits).
@@ -139,4 +196,19 @@ pub trait MetricsSink: Send + Sync + Debug {
         dimensions: &BTreeMap<String, String>,
         since: DateTime<Utc>,
     ) -> Result<MetricStats, StoreError>;
+
+    /// `name` with exactly these dimensions over `window`: one point per
+    /// bucket that holds datums, oldest first, each starting at a bucket
+    /// start of the window.
+    async fn series(
+        &self,
+        name: &str,
+        dimensions: &BTreeMap<String, String>,
+        window: &Window,
+    ) -> Result<Vec<SeriesPoint>, StoreError>;
+
+    /// Every dimension set `name` was recorded with (CloudWatch: the last
+    /// two weeks), sorted.
+    async fn dimension_sets(&self, name: &str)
+        -> Result<Vec<BTreeMap<String, String>>, StoreError>;
 }

@@ -201,6 +201,19 @@ enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Draw the dashboard: one self-contained HTML page (no script, no
+    /// network fetch) with hit rate over time per repository, stored bytes,
+    /// build time saved, evictions and invalidations, rejected uploads, the
+    /// most accessed entries and the dead letters, for the last hour, day,
+    /// week and month.
+    #[command(after_help = "Examples:\n  \
+        runcache admin dashboard                      # writes runcache-dashboard.html\n  \
+        runcache admin dashboard --serve 127.0.0.1:8799 # redrawn at every load\n  \
+        runcache-bench simulate --keep /tmp/sim && runcache admin dashboard --from-simulation /tmp/sim\n\n\
+        On the local backend, restores not yet counted are counted first and the storage \
+        gauges are taken now (what the metrics worker does on AWS). `runcache serve` shows \
+        the same page, for the caller's repository, at /dashboard.")]
+    Dashboard(DashboardArgs),
     /// Re-hash every CAS object; exit 1 if any does not match its name, is
     /// unreadable, or a live entry's blob is missing (for a cron alert).
     Verify {
@@ -208,6 +221,31 @@ enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Args)]
+struct DashboardArgs {
+    /// Write the page to FILE.
+    #[arg(long, value_name = "FILE", default_value = "runcache-dashboard.html")]
+    out: PathBuf,
+    /// Serve the page on ADDR instead (http://ADDR/), redrawn at every
+    /// load, until Ctrl-C.
+    #[arg(long, value_name = "ADDR", conflicts_with = "out")]
+    serve: Option<std::net::SocketAddr>,
+    /// Only this repository (`owner/name`).
+    #[arg(long)]
+    repository: Option<String>,
+    /// Draw the store a `runcache-bench simulate --keep DIR` run left,
+    /// instead of the configured backend; the ranges end where the
+    /// simulation did.
+    #[arg(long, value_name = "DIR")]
+    from_simulation: Option<PathBuf>,
+    /// The range the page opens on.
+    #[arg(long, default_value = "24h", value_parser = ["1h", "24h", "7d", "30d"])]
+    range: String,
+    /// How many of the most accessed entries to list.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
 }
 
 #[derive(Debug, Args)]
@@ -525,6 +563,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Key(_) => unreachable!("handled before loading the configuration"),
         Command::Admin(AdminCommand::Bootstrap) => bootstrap(&config).await,
+        Command::Admin(AdminCommand::Dashboard(args)) => dashboard_command(&config, args).await,
         Command::Admin(cmd) => admin_command(&config, cmd).await,
         Command::Serve(args) => serve_command(config, args).await,
         Command::Restore(args) => restore_command(&config, args, cli.quiet).await,
@@ -861,6 +900,103 @@ async fn shutdown_signal() {
     eprintln!("runcache serve: shutting down; draining requests in flight");
 }
 
+/// `runcache admin dashboard`.
+async fn dashboard_command(config: &Config, args: DashboardArgs) -> Result<ExitCode> {
+    let (backend, now, source) = match &args.from_simulation {
+        Some(dir) => {
+            let marker = dir.join(runcache_dashboard::SIMULATION_MARKER);
+            let until = std::fs::read_to_string(&marker)
+                .ok()
+                .and_then(|s| chrono::DateTime::parse_from_rfc3339(s.trim()).ok())
+                .with_context(|| {
+                    format!(
+                        "{} is not a simulation's store (no readable {}): make one with \
+                         `runcache-bench simulate --keep {}`",
+                        dir.display(),
+                        marker.display(),
+                        dir.display()
+                    )
+                })?
+                .with_timezone(&chrono::Utc);
+            let sim = Config::local(dir);
+            let backend = Backend::local(&sim, std::sync::Arc::new(runcache_infra::SystemClock))
+                .with_context(|| format!("opening the simulation's store in {}", dir.display()))?;
+            (backend, until, format!("simulation in {}", dir.display()))
+        }
+        None => {
+            let backend = open(config).await?;
+            if config.runs_workers_inline() {
+                // No metrics worker runs: do its part first, as `stats` does.
+                let drained = runcache_worker::settle::accesses(&backend).await;
+                if let Some(why) = drained.stopped_by {
+                    runcache::annotate::warning(&format!(
+                        "restores still queued are not counted ({why})"
+                    ));
+                }
+                if let Err(e) = runcache_worker::metrics::publish_gauges(&backend).await {
+                    runcache::annotate::warning(&format!(
+                        "the storage figures are not current: {e}"
+                    ));
+                }
+            }
+            let source = match config.backend {
+                runcache_infra::BackendKind::Local => {
+                    format!("local backend in {}", config.home.display())
+                }
+                other => format!("{other:?} backend, stage {}", config.stage).to_lowercase(),
+            };
+            (backend, chrono::Utc::now(), source)
+        }
+    };
+    let live = args.from_simulation.is_none();
+    let initial = runcache_dashboard::RANGES
+        .iter()
+        .find(|r| r.id == args.range)
+        .map_or("24h", |r| r.id);
+    let options = move || runcache_dashboard::Options {
+        repository: args.repository.clone(),
+        now: if live { chrono::Utc::now() } else { now },
+        top: args.top,
+        queues: true,
+        initial_range: initial,
+        source: source.clone(),
+    };
+    if let Some(addr) = args.serve {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr} (is it in use?)"))?;
+        eprintln!(
+            "runcache dashboard: http://{}/ (redrawn at every load; Ctrl-C stops)",
+            listener.local_addr()?
+        );
+        runcache_server::dashboard::serve_page(listener, backend, options, shutdown_signal())
+            .await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let out = args.out.clone();
+    let dashboard = runcache_dashboard::gather(&backend, &options())
+        .await
+        .context("reading the figures for the dashboard")?;
+    let page = runcache_dashboard::render(&dashboard);
+    std::fs::write(&out, &page).with_context(|| format!("writing {}", out.display()))?;
+    let restores: u64 = dashboard
+        .views
+        .iter()
+        .find(|v| v.range.id == initial)
+        .map_or(0, |v| v.hit_rate.iter().map(|r| r.hits() + r.misses()).sum());
+    println!(
+        "wrote {} ({}, {} restores in the last {}): open it in a browser",
+        out.display(),
+        human(page.len() as u64),
+        restores,
+        runcache_dashboard::RANGES
+            .iter()
+            .find(|r| r.id == initial)
+            .map_or("", |r| r.label)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn open(config: &Config) -> Result<Backend> {
     Backend::open(config).await.with_context(|| {
         format!(
@@ -887,7 +1023,9 @@ async fn admin_command(config: &Config, cmd: AdminCommand) -> Result<ExitCode> {
             Ok(())
         };
     match cmd {
-        AdminCommand::Bootstrap => unreachable!("handled by the caller"),
+        AdminCommand::Bootstrap | AdminCommand::Dashboard(_) => {
+            unreachable!("handled by the caller")
+        }
         AdminCommand::Stats {
             repository,
             days,

@@ -19,6 +19,7 @@ pub mod access;
 pub mod auth;
 pub mod blob;
 pub mod build_cache;
+pub mod dashboard;
 pub mod entries;
 mod failure;
 pub mod rest_v1;
@@ -179,6 +180,7 @@ pub fn router(state: Arc<State>, max_requests: usize) -> Router {
         .merge(rest_v1::routes())
         .merge(blob::routes())
         .merge(build_cache::routes())
+        .merge(dashboard::routes())
         .route("/healthz", axum::routing::get(healthz))
         .fallback(not_ours)
         .with_state(state)

@@ -141,6 +141,11 @@ pub struct Params {
     /// Hours between sweeps (production schedules one an hour).
     #[arg(long, default_value_t = 1)]
     pub sweep_every_hours: u32,
+    /// Keep the simulation's store (a local backend) in DIR, a new or
+    /// empty directory, for `runcache admin dashboard --from-simulation
+    /// DIR`; by default it is a scratch directory, removed at the end.
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<std::path::PathBuf>,
 }
 
 impl Default for Params {
@@ -210,6 +215,23 @@ enum Cache {
 /// is one: the result does not depend on the disk, only the run time does).
 pub async fn simulate(p: &Params) -> Result<Report> {
     p.validate()?;
+    if let Some(dir) = &p.keep {
+        if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+            bail!(
+                "--keep {}: the directory is not empty; name a new one (the simulation writes a fresh store)",
+                dir.display()
+            );
+        }
+        std::fs::create_dir_all(dir)?;
+        let report = Simulation::new(p, dir)?.replay().await?;
+        let start: DateTime<Utc> = START.parse()?;
+        let until = start + chrono::Duration::from_std(report.simulated)?;
+        std::fs::write(
+            dir.join(runcache_dashboard::SIMULATION_MARKER),
+            until.to_rfc3339(),
+        )?;
+        return Ok(report);
+    }
     let shm = Path::new("/dev/shm");
     let dir = if shm.is_dir() {
         tempfile::tempdir_in(shm)?

@@ -10,6 +10,9 @@
 //!   the smallest period that keeps within 1,440 datapoints, folded into one
 //!   aggregate. CloudWatch matches the dimension set exactly, as the port
 //!   asks. It is eventually consistent: a datum may take a minute to count.
+//! - `series` is GetMetricStatistics at the window's period (several calls
+//!   for more than 1,440 buckets), each datapoint put in the window's
+//!   bucket; `dimension_sets` is ListMetrics (the last two weeks).
 
 use std::collections::BTreeMap;
 
@@ -25,7 +28,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::error::map_sdk_error;
 use crate::{
-    metrics::{MetricDatum, MetricStats, MetricsSink},
+    metrics::{MetricDatum, MetricStats, MetricsSink, SeriesPoint, Window},
     StoreError,
 };
 
@@ -172,6 +175,106 @@ impl MetricsSink for CloudWatchMetricsSink {
             stats.max = max;
         }
         Ok(stats)
+    }
+
+    #[tracing::instrument(skip_all, fields(namespace = %self.namespace, name = %name))]
+    async fn series(
+        &self,
+        name: &str,
+        dims: &BTreeMap<String, String>,
+        window: &Window,
+    ) -> Result<Vec<SeriesPoint>, StoreError> {
+        let period = (window.period.as_secs() / 60).max(1) * 60;
+        // At most 1,440 datapoints a call: longer windows in several calls.
+        let step = Duration::seconds(period as i64 * MAX_DATAPOINTS);
+        let mut buckets: BTreeMap<u32, MetricStats> = BTreeMap::new();
+        let mut from = window.since;
+        while from < window.until {
+            let to = (from + step).min(window.until);
+            let out = self
+                .client
+                .get_metric_statistics()
+                .namespace(&self.namespace)
+                .metric_name(name)
+                .set_dimensions(Some(dimensions(dims)))
+                .start_time(aws_time(from))
+                .end_time(aws_time(to))
+                .period(i32::try_from(period).unwrap_or(i32::MAX / 60 * 60))
+                .statistics(Statistic::Sum)
+                .statistics(Statistic::SampleCount)
+                .statistics(Statistic::Minimum)
+                .statistics(Statistic::Maximum)
+                .send()
+                .await
+                .map_err(|e| self.error("cloudwatch:GetMetricStatistics", e))?;
+            for p in out.datapoints() {
+                let count = p.sample_count().unwrap_or_default();
+                let Some(at) = p
+                    .timestamp()
+                    .and_then(|t| DateTime::from_timestamp_millis(t.to_millis().ok()?))
+                else {
+                    continue;
+                };
+                let Some(bucket) = window.bucket_of(at) else {
+                    continue;
+                };
+                if count <= 0.0 {
+                    continue;
+                }
+                let b = buckets.entry(bucket).or_insert(MetricStats {
+                    min: f64::INFINITY,
+                    max: f64::NEG_INFINITY,
+                    ..MetricStats::default()
+                });
+                b.count += count.round() as u64;
+                b.sum += p.sum().unwrap_or_default();
+                b.min = b.min.min(p.minimum().unwrap_or(f64::INFINITY));
+                b.max = b.max.max(p.maximum().unwrap_or(f64::NEG_INFINITY));
+            }
+            from = to;
+        }
+        Ok(buckets
+            .into_iter()
+            .map(|(i, stats)| SeriesPoint {
+                start: window.bucket_start(i),
+                stats,
+            })
+            .collect())
+    }
+
+    #[tracing::instrument(skip_all, fields(namespace = %self.namespace, name = %name))]
+    async fn dimension_sets(
+        &self,
+        name: &str,
+    ) -> Result<Vec<BTreeMap<String, String>>, StoreError> {
+        let mut sets = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_metrics()
+                .namespace(&self.namespace)
+                .metric_name(name)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| self.error("cloudwatch:ListMetrics", e))?;
+            for m in out.metrics() {
+                let set: BTreeMap<String, String> = m
+                    .dimensions()
+                    .iter()
+                    .filter_map(|d| Some((d.name()?.to_string(), d.value()?.to_string())))
+                    .collect();
+                sets.push(set);
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        sets.sort();
+        sets.dedup();
+        Ok(sets)
     }
 }
 

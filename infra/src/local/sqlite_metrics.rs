@@ -7,9 +7,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::params;
 
-use super::db::{micros, to_json, Db};
+use super::db::{from_json, micros, to_json, Db};
 use crate::{
-    metrics::{MetricDatum, MetricStats, MetricsSink},
+    metrics::{MetricDatum, MetricStats, MetricsSink, SeriesPoint, Window},
     StoreError,
 };
 
@@ -94,5 +94,78 @@ impl MetricsSink for SqliteMetricsSink {
                 .map_err(err)
             })
             .await
+    }
+
+    async fn series(
+        &self,
+        name: &str,
+        dimensions: &BTreeMap<String, String>,
+        window: &Window,
+    ) -> Result<Vec<SeriesPoint>, StoreError> {
+        let (name, dims) = (name.to_string(), to_json(dimensions)?);
+        let window = *window;
+        let (since, until) = (micros(window.since), micros(window.until));
+        let period = (window.period.as_micros() as i64).max(1);
+        let err = self.db.err();
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT (at - ?3) / ?5 AS bucket, sum(value), count(*), min(value), max(value)
+                         FROM datums WHERE name = ?1 AND dimensions = ?2 AND at >= ?3 AND at < ?4
+                         GROUP BY bucket ORDER BY bucket",
+                    )
+                    .map_err(&err)?;
+                let rows = stmt
+                    .query_map(params![name, dims, since, until, period], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            MetricStats {
+                                sum: r.get(1)?,
+                                count: r.get::<_, i64>(2)? as u64,
+                                min: r.get(3)?,
+                                max: r.get(4)?,
+                            },
+                        ))
+                    })
+                    .map_err(&err)?;
+                rows.map(|row| {
+                    let (bucket, stats) = row.map_err(&err)?;
+                    Ok(SeriesPoint {
+                        start: window.bucket_start(bucket as u32),
+                        stats,
+                    })
+                })
+                .collect()
+            })
+            .await
+    }
+
+    async fn dimension_sets(
+        &self,
+        name: &str,
+    ) -> Result<Vec<BTreeMap<String, String>>, StoreError> {
+        let name = name.to_string();
+        let err = self.db.err();
+        let docs: Vec<String> = self
+            .db
+            .call(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT DISTINCT dimensions FROM datums WHERE name = ?1 ORDER BY dimensions",
+                    )
+                    .map_err(&err)?;
+                let rows = stmt
+                    .query_map(params![name], |r| r.get::<_, String>(0))
+                    .map_err(&err)?;
+                rows.collect::<Result<_, _>>().map_err(&err)
+            })
+            .await?;
+        let mut sets = docs
+            .iter()
+            .map(|d| from_json(d))
+            .collect::<Result<Vec<BTreeMap<String, String>>, _>>()?;
+        sets.sort();
+        Ok(sets)
     }
 }

@@ -63,6 +63,8 @@ macro_rules! conformance_suite {
                 queue_cases::depth_counts_visible_in_flight_and_dead,
                 store_cases::metrics_put_and_aggregate,
                 store_cases::metrics_accept_large_batches,
+                store_cases::metrics_series_cut_the_window_in_periods,
+                store_cases::metrics_dimension_sets_name_every_recorded_set,
                 store_cases::provenance_put_is_idempotent,
             );
         }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{Duration, Utc};
-use runcache_infra::{metrics::names, MetricDatum, MetricUnit};
+use runcache_infra::{metrics::names, MetricDatum, MetricUnit, Window};
 use runcache_schemas::{BuildProvenance, ContentHash, ProvenanceRecord, Scope, TrustLevel};
 
 use super::Fixture;
@@ -84,6 +84,81 @@ pub async fn metrics_accept_large_batches(fx: &Fixture) {
         .await
         .unwrap();
     assert_eq!(s.sum, 3000.0);
+}
+
+pub async fn metrics_series_cut_the_window_in_periods(fx: &Fixture) {
+    let now = Utc::now();
+    let window = Window::ending_at(now, std::time::Duration::from_secs(60), 10);
+    assert_eq!(window.buckets(), 10);
+    let repo = "acme/series";
+    // Two datums in the newest bucket, one three buckets before it, one
+    // before the window (not counted).
+    let newest = window.bucket_start(9) + Duration::seconds(1);
+    let older = window.bucket_start(6) + Duration::seconds(30);
+    let datums = vec![
+        MetricDatum::new(names::CACHE_HIT, 1.0, MetricUnit::Count, newest)
+            .with_dimension(names::DIM_REPOSITORY, repo),
+        MetricDatum::new(names::CACHE_HIT, 2.0, MetricUnit::Count, newest)
+            .with_dimension(names::DIM_REPOSITORY, repo),
+        MetricDatum::new(names::CACHE_HIT, 4.0, MetricUnit::Count, older)
+            .with_dimension(names::DIM_REPOSITORY, repo),
+        MetricDatum::new(
+            names::CACHE_HIT,
+            8.0,
+            MetricUnit::Count,
+            window.since - Duration::minutes(5),
+        )
+        .with_dimension(names::DIM_REPOSITORY, repo),
+        MetricDatum::new(names::CACHE_HIT, 16.0, MetricUnit::Count, newest)
+            .with_dimension(names::DIM_REPOSITORY, "acme/elsewhere"),
+    ];
+    fx.metrics.put(&datums).await.unwrap();
+    let points = fx
+        .metrics
+        .series(names::CACHE_HIT, &repo_dims(repo), &window)
+        .await
+        .unwrap();
+    let got: Vec<_> = points
+        .iter()
+        .map(|p| (p.start, p.stats.sum, p.stats.count, p.stats.max))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (window.bucket_start(6), 4.0, 1, 4.0),
+            (window.bucket_start(9), 3.0, 2, 2.0),
+        ],
+        "one point per bucket with datums, oldest first, only this dimension set"
+    );
+    let empty = fx
+        .metrics
+        .series(names::CACHE_MISS, &repo_dims(repo), &window)
+        .await
+        .unwrap();
+    assert!(empty.is_empty(), "no datums, no points: {empty:?}");
+}
+
+pub async fn metrics_dimension_sets_name_every_recorded_set(fx: &Fixture) {
+    let now = Utc::now();
+    let datums = vec![
+        MetricDatum::new(names::EVICTIONS, 1.0, MetricUnit::Count, now)
+            .with_dimension(names::DIM_REPOSITORY, "acme/b"),
+        MetricDatum::new(names::EVICTIONS, 1.0, MetricUnit::Count, now)
+            .with_dimension(names::DIM_REPOSITORY, "acme/a"),
+        MetricDatum::new(names::EVICTIONS, 1.0, MetricUnit::Count, now)
+            .with_dimension(names::DIM_REPOSITORY, "acme/a"),
+        MetricDatum::new(names::INVALIDATIONS, 1.0, MetricUnit::Count, now)
+            .with_dimension(names::DIM_REPOSITORY, "acme/c"),
+    ];
+    fx.metrics.put(&datums).await.unwrap();
+    let sets = fx.metrics.dimension_sets(names::EVICTIONS).await.unwrap();
+    assert_eq!(sets, vec![repo_dims("acme/a"), repo_dims("acme/b")]);
+    assert!(fx
+        .metrics
+        .dimension_sets(names::WORKER_ERRORS)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 fn record(upload: &str, minute: i64) -> ProvenanceRecord {
