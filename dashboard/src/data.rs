@@ -195,11 +195,12 @@ pub fn total(points: &[Point]) -> f64 {
 #[instrument(skip_all, fields(repository = ?options.repository))]
 pub async fn gather(backend: &Backend, options: &Options) -> Result<Dashboard, StoreError> {
     let metrics = &*backend.metrics;
-    let wanted = |set: &BTreeMap<String, String>| match (&options.repository, set.get(DIM_REPOSITORY)) {
-        (Some(only), Some(repo)) => repo == only,
-        (Some(_), None) => false,
-        (None, repo) => repo.is_some(),
-    };
+    let wanted =
+        |set: &BTreeMap<String, String>| match (&options.repository, set.get(DIM_REPOSITORY)) {
+            (Some(only), Some(repo)) => repo == only,
+            (Some(_), None) => false,
+            (None, repo) => repo.is_some(),
+        };
     let mut sets: BTreeMap<&'static str, Vec<BTreeMap<String, String>>> = BTreeMap::new();
     for name in [
         names::CACHE_HIT,
@@ -297,11 +298,17 @@ async fn all_series(
 }
 
 /// Hits and misses per bucket, for the buckets that have either.
-fn restore_points(window: &Window, hits: &[SeriesPoint], misses: &[SeriesPoint]) -> Vec<RestorePoint> {
+fn restore_points(
+    window: &Window,
+    hits: &[SeriesPoint],
+    misses: &[SeriesPoint],
+) -> Vec<RestorePoint> {
     let mut by_start: BTreeMap<DateTime<Utc>, RestorePoint> = BTreeMap::new();
     for (points, is_hit) in [(hits, true), (misses, false)] {
         for p in points {
-            let at = window.bucket_of(p.start).map_or(p.start, |i| window.bucket_start(i));
+            let at = window
+                .bucket_of(p.start)
+                .map_or(p.start, |i| window.bucket_start(i));
             let point = by_start.entry(at).or_insert(RestorePoint {
                 at,
                 hits: 0,
@@ -451,7 +458,10 @@ mod tests {
     fn restore_points_join_hits_and_misses() {
         let w = Window::ending_at(at(10), Duration::from_secs(60), 20);
         let points = restore_points(&w, &[gauge(3, 3.0)], &[gauge(3, 1.0), gauge(5, 2.0)]);
-        let got: Vec<_> = points.iter().map(|p| (p.hits, p.misses, p.rate())).collect();
+        let got: Vec<_> = points
+            .iter()
+            .map(|p| (p.hits, p.misses, p.rate()))
+            .collect();
         assert_eq!(got, vec![(3, 1, 75.0), (0, 2, 0.0)]);
     }
 }

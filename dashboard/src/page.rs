@@ -70,7 +70,11 @@ pub fn render(d: &Dashboard) -> String {
     html.push_str("</p></header>\n");
     for v in &d.views {
         let id = v.range.id;
-        let checked = if id == d.initial_range { " checked" } else { "" };
+        let checked = if id == d.initial_range {
+            " checked"
+        } else {
+            ""
+        };
         let _ = writeln!(
             html,
             "<input type=\"radio\" name=\"range\" class=\"range-choice\" id=\"range-{id}\"{checked}>"
@@ -199,7 +203,10 @@ fn view(html: &mut String, v: &View) {
     // Evictions and invalidations, on one chart.
     let (ev, inv) = (total(&v.evictions), total(&v.invalidations));
     let mut rows = String::new();
-    for (what, series) in [("eviction", &v.evictions), ("invalidation", &v.invalidations)] {
+    for (what, series) in [
+        ("eviction", &v.evictions),
+        ("invalidation", &v.invalidations),
+    ] {
         for p in series.iter() {
             let _ = write!(
                 rows,
@@ -281,7 +288,13 @@ fn current(html: &mut String, d: &Dashboard) {
     if d.most_accessed.is_empty() {
         html.push_str("<p class=\"empty\">No entry has been read yet.</p>\n");
     } else {
-        let most = d.most_accessed.iter().map(|e| e.access_count).max().unwrap_or(1).max(1);
+        let most = d
+            .most_accessed
+            .iter()
+            .map(|e| e.access_count)
+            .max()
+            .unwrap_or(1)
+            .max(1);
         html.push_str("<div class=\"table-wrap\"><table><thead><tr><th class=\"num\">reads</th><th></th><th>key</th><th>repository · ref</th><th class=\"num\">size</th><th>last read</th></tr></thead><tbody>\n");
         for e in &d.most_accessed {
             let _ = writeln!(
@@ -396,7 +409,10 @@ fn chart(axes: &Axes, lines: &[Line]) -> String {
     }
     match time_chart(axes, lines) {
         Ok(svg) => svg,
-        Err(e) => format!("<p class=\"empty\">This chart could not be drawn: {}</p>", esc(&e)),
+        Err(e) => format!(
+            "<p class=\"empty\">This chart could not be drawn: {}</p>",
+            esc(&e)
+        ),
     }
 }
 
@@ -542,7 +558,10 @@ mod tests {
         let html = render(&dashboard());
         assert!(html.contains("3 hits, 1 miss (75% hit rate)"), "{html}");
         assert!(html.contains("2.0 KiB"));
-        assert!(html.contains("Nothing in this range."), "empty series say so");
+        assert!(
+            html.contains("Nothing in this range."),
+            "empty series say so"
+        );
         // One hit-rate point, one stored-bytes point, one eviction point.
         assert_eq!(html.matches("<circle").count(), 3);
     }

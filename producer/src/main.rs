@@ -983,7 +983,9 @@ async fn dashboard_command(config: &Config, args: DashboardArgs) -> Result<ExitC
         .views
         .iter()
         .find(|v| v.range.id == initial)
-        .map_or(0, |v| v.hit_rate.iter().map(|r| r.hits() + r.misses()).sum());
+        .map_or(0, |v| {
+            v.hit_rate.iter().map(|r| r.hits() + r.misses()).sum()
+        });
     println!(
         "wrote {} ({}, {} restores in the last {}): open it in a browser",
         out.display(),

@@ -19,6 +19,7 @@
 //! does (tests/architecture.rs checks it).
 
 pub mod actions_cache;
+pub mod browser;
 pub mod faults;
 pub mod gate;
 pub mod http;

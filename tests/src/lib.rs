@@ -76,7 +76,7 @@ fn newest(dir: &Path) -> SystemTime {
     latest
 }
 
-/// The directory holding `runcache` and `runcache-worker` built from this
+/// The directory holding `runcache`, `runcache-worker` and `runcache-bench` built from this
 /// checkout: this test's own profile directory (`target/debug`), built
 /// there first unless both binaries are newer than every source file.
 pub fn binaries() -> PathBuf {
@@ -87,16 +87,28 @@ pub fn binaries() -> PathBuf {
         .expect("tests run from target/<profile>/deps")
         .to_path_buf();
     let root = workspace();
-    let sources = ["schemas", "archive", "infra", "producer", "workers"]
+    let sources = [
+        "schemas",
+        "archive",
+        "infra",
+        "cache",
+        "dashboard",
+        "server",
+        "producer",
+        "workers",
+        "benches",
+    ]
+    .iter()
+    .map(|c| newest(&root.join(c).join("src")).max(newest(&root.join(c).join("Cargo.toml"))))
+    .max()
+    .unwrap_or(SystemTime::UNIX_EPOCH);
+    let fresh = ["runcache", "runcache-worker", "runcache-bench"]
         .iter()
-        .map(|c| newest(&root.join(c).join("src")).max(newest(&root.join(c).join("Cargo.toml"))))
-        .max()
-        .unwrap_or(SystemTime::UNIX_EPOCH);
-    let fresh = ["runcache", "runcache-worker"].iter().all(|bin| {
-        fs::metadata(profile_dir.join(bin))
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t >= sources)
-    });
+        .all(|bin| {
+            fs::metadata(profile_dir.join(bin))
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t >= sources)
+        });
     if !fresh {
         let target_dir = profile_dir.parent().expect("target dir");
         let mut cargo = Command::new(env!("CARGO"));
@@ -109,6 +121,8 @@ pub fn binaries() -> PathBuf {
                 "runcache",
                 "-p",
                 "runcache-worker",
+                "-p",
+                "runcache-bench",
             ])
             .arg("--target-dir")
             .arg(target_dir)
@@ -119,7 +133,7 @@ pub fn binaries() -> PathBuf {
         let status = cargo.status().expect("running cargo build");
         assert!(
             status.success(),
-            "building runcache and runcache-worker failed"
+            "building runcache, runcache-worker and runcache-bench failed"
         );
     }
     profile_dir

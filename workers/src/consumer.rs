@@ -115,6 +115,16 @@ pub struct DrainReport {
 const DRAIN_RECEIVE_ATTEMPTS: u32 = 3;
 
 impl DrainReport {
+    /// This drain followed by `later`.
+    pub fn merged(self, later: DrainReport) -> DrainReport {
+        DrainReport {
+            done: self.done + later.done,
+            retried: self.retried + later.retried,
+            rejected: self.rejected + later.rejected,
+            stopped_by: later.stopped_by.or(self.stopped_by),
+        }
+    }
+
     fn add(&mut self, o: &Outcome) {
         match o {
             Outcome::Done => self.done += 1,

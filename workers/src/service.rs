@@ -147,8 +147,12 @@ pub async fn serve(
         (Mode::All, true) => {
             report.promote = Some(consume(backend.staged.clone(), promoter).await);
             report.invalidate = Some(consume(backend.invalidate.clone(), invalidator).await);
+            // The restores first, so the sweep's LRU order sees their
+            // access times; then the sweep's own outcomes.
+            let before = consume(backend.accessed.clone(), metrics.clone()).await;
             sweep_once(&backend, &opts, &shutdown, &mut report).await;
-            report.metrics = Some(consume(backend.accessed.clone(), metrics).await);
+            let after = consume(backend.accessed.clone(), metrics).await;
+            report.metrics = Some(before.merged(after));
         }
         (Mode::All, false) => {
             let (p, i, m, g, s) = tokio::join!(

@@ -22,7 +22,11 @@ const browser = await chromium.launch({
 });
 const result = { consoleErrors: [], pageErrors: [], requests: [], ranges: {}, narrow: {} };
 try {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const token = process.env.DASHBOARD_TOKEN;
+  const context = await browser.newContext({
+    viewport: { width: 1280, height: 900 },
+    extraHTTPHeaders: token ? { Authorization: `Bearer ${token}` } : {},
+  });
   const page = await context.newPage();
   page.on('console', (m) => {
     if (m.type() === 'error' || m.type() === 'warning') result.consoleErrors.push(`${m.type()}: ${m.text()}`);
