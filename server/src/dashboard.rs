@@ -34,6 +34,16 @@ async fn page(AxumState(state): AxumState<Arc<State>>, headers: HeaderMap) -> Re
         Ok(c) => c,
         Err(f) => return refused(f),
     };
+    if state.config.runs_workers_inline() {
+        // No metrics worker runs (the local backend): do its part first.
+        let drained = runcache_worker::settle::accesses(&state.backend).await;
+        if let Some(why) = drained.stopped_by {
+            warn!(%why, "the dashboard does not count the restores still queued");
+        }
+        if let Err(e) = runcache_worker::publish_gauges(&state.backend).await {
+            warn!(error = %e, "the dashboard's storage figures are not current");
+        }
+    }
     let options = Options {
         repository: Some(caller.job.scope.repository.clone()),
         now: state.backend.clock.now(),

@@ -49,7 +49,7 @@ use runcache_schemas::{
     CacheAccessed, Contract, Event, HitKind, IndexEntry, OutcomeKind, Scope, WorkerOutcome,
 };
 use serde::Serialize;
-use tracing::{debug, instrument};
+use tracing::{debug, info, instrument};
 
 use crate::{
     consumer::{Handler, Outcome},
@@ -104,7 +104,21 @@ impl MetricsHandler {
         self.once(id, async {
             let entry = self.record_access(ev).await?;
             let datums = access_datums(ev, entry.as_ref(), self.backend.clock.now());
-            self.backend.metrics.put(&datums).await
+            self.backend.metrics.put(&datums).await?;
+            // The log contract (docs/deploy.md): Contributor Insights and the
+            // dashboard's "most restored" widgets read this line.
+            info!(
+                event = "cache.accessed",
+                repository = %ev.scope.repository,
+                matched_key = ev.matched_key.as_deref().unwrap_or(""),
+                hit_kind = %serde_json::to_value(ev.hit_kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                bytes = ev.bytes,
+                "cache accessed"
+            );
+            Ok(())
         })
         .await
     }

@@ -12,7 +12,9 @@
 //!   asks. It is eventually consistent: a datum may take a minute to count.
 //! - `series` is GetMetricStatistics at the window's period (several calls
 //!   for more than 1,440 buckets), each datapoint put in the window's
-//!   bucket; `dimension_sets` is ListMetrics (the last two weeks).
+//!   bucket; `dimension_sets` is ListMetrics (the last two weeks). moto
+//!   cuts its buckets from the first datum instead of the start time, so
+//!   on moto a bucket may hold datums of the one after it.
 
 use std::collections::BTreeMap;
 

@@ -92,9 +92,12 @@ pub async fn metrics_series_cut_the_window_in_periods(fx: &Fixture) {
     assert_eq!(window.buckets(), 10);
     let repo = "acme/series";
     // Two datums in the newest bucket, one three buckets before it, one
-    // before the window (not counted).
+    // before the window (not counted). The first one in the window is on a
+    // bucket start: CloudWatch cuts buckets from the start time, moto from
+    // the first datum it finds (moto/cloudwatch/models.py,
+    // get_metric_statistics), and the two agree only then.
     let newest = window.bucket_start(9) + Duration::seconds(1);
-    let older = window.bucket_start(6) + Duration::seconds(30);
+    let older = window.bucket_start(6);
     let datums = vec![
         MetricDatum::new(names::CACHE_HIT, 1.0, MetricUnit::Count, newest)
             .with_dimension(names::DIM_REPOSITORY, repo),
