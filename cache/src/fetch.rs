@@ -68,6 +68,17 @@ pub async fn to_file(
     hash: &ContentHash,
     file: &Path,
 ) -> Result<u64, FetchError> {
+    to_file_with(backend, hash, file, |body| body).await
+}
+
+/// [`to_file`], the download passed through `wrap` first (a progress
+/// bar's counting reader).
+pub async fn to_file_with(
+    backend: &Backend,
+    hash: &ContentHash,
+    file: &Path,
+    wrap: impl FnOnce(BlobReader) -> BlobReader,
+) -> Result<u64, FetchError> {
     let dir = file
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -78,7 +89,7 @@ pub async fn to_file(
     };
     let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io("creating a temp file for"))?;
     let mut out = tokio::fs::File::from_std(tmp.reopen().map_err(io("opening"))?);
-    let (mut body, digest) = HashingReader::new(open(backend, hash).await?, None);
+    let (mut body, digest) = HashingReader::new(wrap(open(backend, hash).await?), None);
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = body.read(&mut buf).await.map_err(io("downloading into"))?;

@@ -408,6 +408,15 @@ pub struct MissingObject {
 /// object exists. An object deleted while verify runs (by a sweep) is
 /// skipped, not reported.
 pub async fn verify(backend: &Backend) -> Result<VerifyReport, AdminError> {
+    verify_with_progress(backend, &indicatif::ProgressBar::hidden()).await
+}
+
+/// [`verify`], counting the objects checked on `progress` (its message:
+/// the bytes hashed so far).
+pub async fn verify_with_progress(
+    backend: &Backend,
+    progress: &indicatif::ProgressBar,
+) -> Result<VerifyReport, AdminError> {
     let mut report = VerifyReport::default();
     let mut present = std::collections::HashSet::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -429,6 +438,7 @@ pub async fn verify(backend: &Backend) -> Result<VerifyReport, AdminError> {
             while tasks.len() >= VERIFY_CONCURRENCY {
                 if let Some(done) = tasks.join_next().await {
                     record(&mut report, done);
+                    tick(progress, &report);
                 }
             }
             let blobs = backend.blobs.clone();
@@ -451,7 +461,9 @@ pub async fn verify(backend: &Backend) -> Result<VerifyReport, AdminError> {
     }
     while let Some(done) = tasks.join_next().await {
         record(&mut report, done);
+        tick(progress, &report);
     }
+    progress.finish_and_clear();
     report.mismatches.sort_by(|a, b| a.key.cmp(&b.key));
     report.unreadable.sort_by(|a, b| a.key.cmp(&b.key));
 
@@ -498,6 +510,14 @@ type Verified = (
     Option<ContentHash>,
     Result<Option<runcache_infra::digest::Digested>, String>,
 );
+
+fn tick(progress: &indicatif::ProgressBar, report: &VerifyReport) {
+    progress.set_position(report.checked);
+    progress.set_message(format!(
+        "objects verified, {} MB hashed",
+        report.bytes / 1_000_000
+    ));
+}
 
 fn record(report: &mut VerifyReport, done: Result<Verified, tokio::task::JoinError>) {
     match done {

@@ -76,6 +76,7 @@ pub async fn get(
     target: &GetTarget,
     output: &GetOutput,
     limits: &ExtractLimits,
+    progress: bool,
 ) -> Result<GetReport, GetError> {
     let (hash, entry) = match target {
         GetTarget::Hash(h) => {
@@ -92,8 +93,22 @@ pub async fn get(
         }
     };
     let provenance = backend.provenance.get(&hash).await?;
+    let size = match &entry {
+        Some(e) => Some(e.size_bytes),
+        None => backend
+            .blobs
+            .head(&runcache_infra::names::artifact_key(hash.hex()))
+            .await?
+            .map(|m| m.size),
+    };
+    // Shown on a terminal once the download has run for a few seconds.
+    let bar = crate::progress::bar("downloading", size, progress);
+    let tracked = |body| crate::progress::track(body, &bar);
     let (written_to, bytes) = match output {
-        GetOutput::Archive(file) => (file.clone(), fetch::to_file(backend, &hash, file).await?),
+        GetOutput::Archive(file) => (
+            file.clone(),
+            fetch::to_file_with(backend, &hash, file, tracked).await?,
+        ),
         GetOutput::Dir(dir) => {
             let paths = entry
                 .as_ref()
@@ -109,9 +124,9 @@ pub async fn get(
                 what: format!("creating {}", dir.display()),
                 source,
             })?;
-            let input = crate::interrupt::Interruptible(SyncIoBridge::new(
+            let input = crate::interrupt::Interruptible(SyncIoBridge::new(tracked(
                 fetch::open(backend, &hash).await?,
-            ));
+            )));
             let (dir_owned, limits, expected) =
                 (dir.clone(), limits.clone(), hash.hex().to_string());
             // `~` patterns would land in the home directory, not under --out:
@@ -125,6 +140,7 @@ pub async fn get(
             (dir.clone(), summary.compressed_bytes)
         }
     };
+    bar.finish_and_clear();
     // A blob shared by several repositories has a record for each: show
     // only this repository's (the others' commits and workflows are theirs).
     let provenance = provenance

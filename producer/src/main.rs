@@ -595,9 +595,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 (Some(file), _) => GetOutput::Archive(file),
                 (None, dir) => GetOutput::Dir(dir.unwrap_or_else(|| PathBuf::from("."))),
             };
-            let report = get(&backend, &ctx, &target, &output, &ExtractLimits::default())
-                .await
-                .context("get failed")?;
+            let report = get(
+                &backend,
+                &ctx,
+                &target,
+                &output,
+                &ExtractLimits::default(),
+                !cli.quiet,
+            )
+            .await
+            .context("get failed")?;
             if args.json {
                 println!("{}", json::document("get", &report)?);
             }
@@ -1216,7 +1223,8 @@ async fn admin_command(config: &Config, cmd: AdminCommand) -> Result<ExitCode> {
             })?;
         }
         AdminCommand::Verify { json } => {
-            let report = admin::verify(&backend).await?;
+            let progress = runcache::progress::counter("verifying", !json);
+            let report = admin::verify_with_progress(&backend, &progress).await?;
             print(json, "verify", &report, &|| {
                 println!(
                     "checked {} objects ({})",

@@ -39,6 +39,30 @@ pub fn bar(label: &str, total: Option<u64>, enabled: bool) -> ProgressBar {
     bar
 }
 
+/// A spinner with a count and a message, for work whose total is not known
+/// up front (`admin verify`): hidden like [`bar`] until [`SHOW_AFTER`],
+/// only on a terminal.
+pub fn counter(label: &str, enabled: bool) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} {prefix} {human_pos} {msg} ({elapsed})")
+    {
+        bar.set_style(style);
+    }
+    bar.set_prefix(label.to_string());
+    if enabled && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let delayed = bar.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(SHOW_AFTER).await;
+            if !delayed.is_finished() {
+                delayed.set_draw_target(ProgressDrawTarget::stderr());
+                delayed.enable_steady_tick(TICK);
+            }
+        });
+    }
+    bar
+}
+
 /// Keeps `bar` at the count another thread publishes in `done` until the
 /// returned task is aborted (or the bar finishes).
 pub fn follow(bar: &ProgressBar, done: Arc<AtomicU64>) -> tokio::task::JoinHandle<()> {

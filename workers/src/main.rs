@@ -154,7 +154,57 @@ async fn start(cli: Cli) -> Result<ServiceReport> {
         info!("shutting down: no new messages; finishing in-flight work");
         signal.cancel();
     });
-    Ok(serve(backend, cli.mode.into(), opts, shutdown).await)
+    if !cli.once {
+        return Ok(serve(backend, cli.mode.into(), opts, shutdown).await);
+    }
+    // A run to completion: a spinner on a terminal, one summary line always.
+    let what = format!("{:?} --once", cli.mode).to_lowercase();
+    let spinner = indicatif::ProgressBar::new_spinner();
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        spinner.set_message(format!(
+            "runcache-worker {what}: draining the queues and sweeping"
+        ));
+        spinner.enable_steady_tick(Duration::from_millis(100));
+    } else {
+        spinner.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let started = std::time::Instant::now();
+    let report = serve(backend, cli.mode.into(), opts, shutdown).await;
+    spinner.finish_and_clear();
+    eprintln!(
+        "runcache-worker {what}: done in {:.1} s: {}",
+        started.elapsed().as_secs_f64(),
+        summary(&report)
+    );
+    Ok(report)
+}
+
+/// What a `--once` run did, in one line.
+fn summary(r: &ServiceReport) -> String {
+    let mut parts = Vec::new();
+    for (name, drain) in [
+        ("promote", &r.promote),
+        ("metrics", &r.metrics),
+        ("invalidate", &r.invalidate),
+    ] {
+        if let Some(d) = drain {
+            parts.push(format!(
+                "{name} {} handled, {} retried, {} rejected",
+                d.done, d.retried, d.rejected
+            ));
+        }
+    }
+    if r.sweeps + r.sweep_failures > 0 {
+        parts.push(format!(
+            "{} sweep(s), {} failed",
+            r.sweeps, r.sweep_failures
+        ));
+    }
+    if parts.is_empty() {
+        "nothing to do".into()
+    } else {
+        parts.join("; ")
+    }
 }
 
 async fn wait_for_signal() {
