@@ -940,7 +940,7 @@ async fn dashboard_command(config: &Config, args: DashboardArgs) -> Result<ExitC
                         "restores still queued are not counted ({why})"
                     ));
                 }
-                if let Err(e) = runcache_worker::metrics::publish_gauges(&backend).await {
+                if let Err(e) = runcache_worker::settle::gauges(&backend).await {
                     runcache::annotate::warning(&format!(
                         "the storage figures are not current: {e}"
                     ));

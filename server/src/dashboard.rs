@@ -40,7 +40,7 @@ async fn page(AxumState(state): AxumState<Arc<State>>, headers: HeaderMap) -> Re
         if let Some(why) = drained.stopped_by {
             warn!(%why, "the dashboard does not count the restores still queued");
         }
-        if let Err(e) = runcache_worker::publish_gauges(&state.backend).await {
+        if let Err(e) = runcache_worker::settle::gauges(&state.backend).await {
             warn!(error = %e, "the dashboard's storage figures are not current");
         }
     }

@@ -1,6 +1,6 @@
 //! Every shell command in the user guide runs as written: the ```sh blocks
-//! of `docs/usage.md`, `cache-keys.md`, `troubleshooting.md` and
-//! `security.md` are run in order, page by page, on the local backend in a
+//! of `docs/usage.md`, `cache-keys.md`, `troubleshooting.md`,
+//! `security.md` and `dashboard.md` are run in order, page by page, on the local backend in a
 //! fresh directory with a fresh `$RUNCACHE_HOME`, the way a new user would
 //! paste them.
 //!
@@ -12,11 +12,12 @@ use std::{fs, process::Command};
 
 use runcache_e2e::{binaries, workspace};
 
-const PAGES: [&str; 4] = [
+const PAGES: [&str; 5] = [
     "docs/usage.md",
     "docs/cache-keys.md",
     "docs/troubleshooting.md",
     "docs/security.md",
+    "docs/dashboard.md",
 ];
 
 /// One fenced shell block and where it starts.

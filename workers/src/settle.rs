@@ -93,6 +93,13 @@ async fn fate_of(backend: &Backend, upload: &ArtifactStaged) -> Result<UploadFat
     })
 }
 
+/// Takes the storage gauges now (`StorageBytes`, `ObjectCount`,
+/// `AverageCacheAge` per repository), as the metrics worker does every few
+/// minutes: for a dashboard drawn where no metrics worker runs.
+pub async fn gauges(backend: &Backend) -> Result<(), runcache_infra::StoreError> {
+    crate::metrics::publish_gauges(backend).await.map(|_| ())
+}
+
 /// Counts the pending access events (hit/miss metrics, access counters).
 pub async fn accesses(backend: &Backend) -> DrainReport {
     let handler = Arc::new(MetricsHandler::new(backend.clone()));
