@@ -1,5 +1,5 @@
 //! `runcache admin dashboard` as a team trying runcache sees it: a run of
-//! saves, hits, misses, an invalidation and an eviction through the
+//! saves, hits, misses, a rejected upload, an invalidation and an eviction through the
 //! binaries on the local default, then the page loaded in headless
 //! Chromium; and the page of a `runcache-bench simulate` month.
 
@@ -64,6 +64,20 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
 fn plot<'a>(result: &'a Value, range: &str, name: &str) -> &'a Value {
     &result["ranges"][range]["plots"][name]
 }
@@ -113,6 +127,27 @@ fn the_dashboard_shows_a_runs_hits_misses_invalidation_and_eviction_in_a_browser
         &app,
     ));
     assert!(String::from_utf8_lossy(&miss.stderr).contains("miss"));
+    // One rejected upload: staged without the in-process promote, altered
+    // in staging, then refused and quarantined by the promote worker below.
+    s.run(
+        "runcache",
+        &[
+            "save",
+            "--key",
+            "tampered",
+            "--path",
+            "small",
+            "--repository",
+            "acme/app",
+        ],
+        &[("RUNCACHE_INLINE_WORKERS", "false")],
+    );
+    let staged = walk(&s.home.path().join("blobs/staging"));
+    assert_eq!(staged.len(), 1, "one staged upload: {staged:?}");
+    let mut bytes = fs::read(&staged[0]).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    fs::write(&staged[0], bytes).unwrap();
     // One invalidation: the other repository's entry.
     run(with(
         &["admin", "invalidate", "--reason", "test invalidation"],
@@ -195,7 +230,7 @@ fn the_dashboard_shows_a_runs_hits_misses_invalidation_and_eviction_in_a_browser
         let rejected = plot(&result, range, "rejected");
         assert_eq!(
             number(&rejected["totals"]["total"]),
-            0.0,
+            1.0,
             "{range}: {rejected}"
         );
     }
@@ -277,4 +312,41 @@ fn from_simulation_refuses_a_directory_that_is_not_one() {
         err.contains("is not a simulation's store") && err.contains("simulate --keep"),
         "{err}"
     );
+}
+
+#[test]
+fn dashboard_serve_answers_with_the_page_until_stopped() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let s = Store::new();
+    let mut child = Command::new(s.bin.join("runcache"))
+        .args(["admin", "dashboard", "--serve", "127.0.0.1:0"])
+        .current_dir(s.workspace.path())
+        .env("RUNCACHE_HOME", s.home.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        tcp,
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).unwrap();
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response
+        .to_ascii_lowercase()
+        .contains("content-type: text/html"));
+    assert!(response.contains("<title>runcache dashboard</title>"));
 }
