@@ -353,7 +353,7 @@ fn figure(html: &mut String, f: Figure) {
         f.plot, f.title, f.totals
     );
     if !f.legend.is_empty() {
-        let _ = write!(html, "<ul class=\"legend\">{}</ul>\n", f.legend);
+        let _ = writeln!(html, "<ul class=\"legend\">{}</ul>", f.legend);
     }
     let _ = write!(
         html,

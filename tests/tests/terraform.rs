@@ -1230,7 +1230,7 @@ fn array_refs(text: &str, place: &str, problems: &mut Vec<String>) -> Vec<Metric
             .iter()
             .take_while(|i| !i.starts_with('{'))
             .collect();
-        if dim_items.len() % 2 != 0 {
+        if !dim_items.len().is_multiple_of(2) {
             problems.push(format!(
                 "{place}: `{shown}` has a dimension without a value"
             ));
@@ -1696,7 +1696,7 @@ fn every_dashboard_widget_and_alarm_uses_a_metric_the_workers_emit() {
         ),
     ];
     for (figure, needs, shows) in &figures {
-        if !widget_refs.iter().any(|r| shows(r)) {
+        if !widget_refs.iter().any(shows) {
             problems.push(format!(
                 "the dashboard has no widget for {figure}: add one with {needs} (and a row in docs/deploy.md \"Read the dashboard\")"
             ));
