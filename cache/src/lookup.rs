@@ -5,7 +5,7 @@
 
 use chrono::Utc;
 use runcache_infra::{
-    index::{search, search_traced, SearchHit, SearchRequest, SearchTrace},
+    index::{search, search_exact, search_traced, SearchHit, SearchRequest, SearchTrace},
     Backend, OutgoingMessage, StoreError,
 };
 use runcache_schemas::{CacheAccessed, HitKind, IndexEntry, Scope, TrustLevel};
@@ -45,6 +45,25 @@ pub async fn lookup(
     req: &LookupRequest,
 ) -> Result<Option<SearchHit>, StoreError> {
     search(&*backend.index, &req.search_for(job)).await
+}
+
+/// [`lookup`] of the primary key alone, exactly: no prefix of it and no
+/// restore key matches. For key-addressed clients (the build tools' remote
+/// caches), where a GET of one key must never return another's object.
+#[instrument(skip_all, fields(key = %req.primary_key, scope = %job.scope))]
+pub async fn lookup_exact(
+    backend: &Backend,
+    job: &Job,
+    req: &LookupRequest,
+) -> Result<Option<SearchHit>, StoreError> {
+    search_exact(
+        &*backend.index,
+        &job.readable_scopes(),
+        &req.version,
+        &req.primary_key,
+        req.min_trust,
+    )
+    .await
 }
 
 /// [`lookup`], with every step of the search recorded (for `explain`),

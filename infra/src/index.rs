@@ -71,6 +71,23 @@ pub trait CacheIndex: Send + Sync + Debug {
         key: &str,
     ) -> Result<Option<IndexEntry>, StoreError>;
 
+    /// [`get`](Self::get) of (scope, `version`, `key`) for each of
+    /// `scopes`, in their order, any state: what an exact-key lookup over a
+    /// job's readable scopes needs. Adapters answer in one round trip where
+    /// they can; the default asks scope by scope.
+    async fn get_each(
+        &self,
+        scopes: &[Scope],
+        version: &str,
+        key: &str,
+    ) -> Result<Vec<Option<IndexEntry>>, StoreError> {
+        let mut out = Vec::with_capacity(scopes.len());
+        for scope in scopes {
+            out.push(self.get(scope, version, key).await?);
+        }
+        Ok(out)
+    }
+
     async fn find_prefix(
         &self,
         scope: &Scope,
@@ -183,6 +200,29 @@ pub async fn search(
     req: &SearchRequest,
 ) -> Result<Option<SearchHit>, StoreError> {
     walk(index, req, None).await
+}
+
+/// The exact key only, no prefixes: the first scope (in order) with a live
+/// entry of at least `min_trust` under exactly (`version`, `key`). What
+/// key-addressed clients (the build tools' remote caches) mean by a GET; the
+/// same answer as [`search`] when the key is no other key's prefix.
+pub async fn search_exact(
+    index: &dyn CacheIndex,
+    scopes: &[Scope],
+    version: &str,
+    key: &str,
+    min_trust: TrustLevel,
+) -> Result<Option<SearchHit>, StoreError> {
+    Ok(index
+        .get_each(scopes, version, key)
+        .await?
+        .into_iter()
+        .flatten()
+        .find(|e| e.is_live() && e.trust >= min_trust)
+        .map(|entry| SearchHit {
+            entry,
+            kind: HitKind::Exact,
+        }))
 }
 
 /// [`search`], recording every lookup it makes and what it passed over:

@@ -42,7 +42,7 @@ use axum::{
 use futures::TryStreamExt;
 use runcache_cache::{
     fetch,
-    lookup::{lookup, LookupRequest},
+    lookup::{lookup_exact, LookupRequest},
 };
 use runcache_schemas::{ContentHash, IndexEntry, TrustLevel};
 use serde::Deserialize;
@@ -119,7 +119,7 @@ async fn find(
     version: &str,
     key: &str,
 ) -> Result<Option<IndexEntry>, Failure> {
-    Ok(crate::entries::find(state, caller, key, &[], version).await?)
+    Ok(crate::entries::find_exact(state, caller, key, version).await?)
 }
 
 /// [`find`] without recording an access: a client's existence check
@@ -137,7 +137,7 @@ async fn exists(
         version: version.to_string(),
         min_trust: TrustLevel::Untrusted,
     };
-    Ok(lookup(&state.backend, &caller.job, &req)
+    Ok(lookup_exact(&state.backend, &caller.job, &req)
         .await?
         .map(|hit| hit.entry))
 }

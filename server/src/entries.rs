@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use runcache_cache::{
     keys::{validate_keys, KeyError},
-    lookup::{access_event, lookup, LookupRequest},
+    lookup::{access_event, lookup, lookup_exact, LookupRequest},
 };
 use runcache_infra::{index::SearchHit, StoreError};
 use runcache_schemas::{IndexEntry, TrustLevel};
@@ -42,6 +42,38 @@ pub async fn find(
     restore_keys: &[String],
     version: &str,
 ) -> Result<Option<IndexEntry>, FindError> {
+    find_with(state, caller, primary, restore_keys, version, Match::Search).await
+}
+
+/// [`find`] of exactly `key` (no prefix matches): what a build tool's GET
+/// of one object means.
+#[instrument(skip_all, fields(key = key, scope = %caller.job.scope))]
+pub async fn find_exact(
+    state: &State,
+    caller: &Caller,
+    key: &str,
+    version: &str,
+) -> Result<Option<IndexEntry>, FindError> {
+    find_with(state, caller, key, &[], version, Match::Exact).await
+}
+
+/// How a key matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Match {
+    /// The restore search: exact, then prefixes, scope by scope.
+    Search,
+    /// The key exactly, in the first scope that has it.
+    Exact,
+}
+
+async fn find_with(
+    state: &State,
+    caller: &Caller,
+    primary: &str,
+    restore_keys: &[String],
+    version: &str,
+    how: Match,
+) -> Result<Option<IndexEntry>, FindError> {
     validate_keys(primary, restore_keys)?;
     let req = LookupRequest {
         primary_key: primary.to_string(),
@@ -51,7 +83,13 @@ pub async fn find(
     };
     let started = Instant::now();
     let job = &caller.job;
-    let mut hit = lookup(&state.backend, job, &req).await?;
+    let look = || async {
+        match how {
+            Match::Search => lookup(&state.backend, job, &req).await,
+            Match::Exact => lookup_exact(&state.backend, job, &req).await,
+        }
+    };
+    let mut hit = look().await?;
     if hit.is_none() {
         let keys: Vec<&str> = std::iter::once(primary)
             .chain(restore_keys.iter().map(String::as_str))
@@ -59,7 +97,7 @@ pub async fn find(
         if let Some(until) = state.uploads.awaits_promotion(job, version, &keys) {
             while hit.is_none() && Instant::now() < until {
                 tokio::time::sleep(POLL).await;
-                hit = lookup(&state.backend, job, &req).await?;
+                hit = look().await?;
             }
         }
     }

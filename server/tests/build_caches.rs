@@ -31,6 +31,7 @@ served_tests!(
     a_pull_request_writes_only_its_own_scope,
     oversized_objects_are_refused_with_413,
     concurrent_puts_of_one_key_keep_one_object,
+    a_get_answers_only_with_its_own_keys_object,
 );
 
 /// The clients' directory, installed once per test binary.
@@ -632,6 +633,33 @@ async fn a_pull_request_writes_only_its_own_scope(e: Env) {
     .await;
     let got = http("GET", &other, &[("Authorization", pr.as_str())], b"").await;
     assert_eq!((got.0, got.2.as_slice()), (200, &b"shared"[..]));
+    s.stop().await;
+}
+
+async fn a_get_answers_only_with_its_own_keys_object(e: Env) {
+    // A key that is a prefix of a stored one is not that object: build
+    // caches address objects by exact key, never by the restore search's
+    // prefixes.
+    let s = serve(&e).await;
+    let auth = bearer(MAIN_TOKEN);
+    let headers = [("Authorization", auth.as_str())];
+    let stored = format!("{}gradle/0a1b2c3d4e5f", s.url);
+    let (status, _, _) = http("PUT", &stored, &headers, b"task output").await;
+    assert!(status == 200 || status == 201, "{status}");
+    for prefix in ["0a1b2c3d4e5", "0a1b", "0"] {
+        let url = format!("{}gradle/{prefix}", s.url);
+        let (status, _, body) = http("GET", &url, &headers, b"").await;
+        assert_eq!(
+            status,
+            404,
+            "GET {prefix}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        let (status, _, _) = http("HEAD", &url, &headers, b"").await;
+        assert_eq!(status, 404, "HEAD {prefix}");
+    }
+    let (status, _, body) = http("GET", &stored, &headers, b"").await;
+    assert_eq!((status, body.as_slice()), (200, &b"task output"[..]));
     s.stop().await;
 }
 

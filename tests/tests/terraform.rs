@@ -437,6 +437,8 @@ fn server_stays_out_of_the_cas_index_and_provenance(tier: TrustLevel) {
         );
     }
     assert!(allows(&server, "dynamodb:GetItem", INDEX));
+    // Exact-key lookups over a job's scopes in one call (build caches).
+    assert!(allows(&server, "dynamodb:BatchGetItem", INDEX));
     assert!(allows(&server, "dynamodb:Query", INDEX));
     assert!(allows(
         &server,

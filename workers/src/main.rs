@@ -158,9 +158,12 @@ async fn start(cli: Cli) -> Result<ServiceReport> {
         return Ok(serve(backend, cli.mode.into(), opts, shutdown).await);
     }
     // A run to completion: a spinner on a terminal, one summary line always.
+    // With JSON logs stderr is JSON lines only: the `stopped` log line
+    // carries the report.
+    let plain = matches!(cli.log_format, LogFormatArg::Plain);
     let what = format!("{:?} --once", cli.mode).to_lowercase();
     let spinner = indicatif::ProgressBar::new_spinner();
-    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+    if plain && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         spinner.set_message(format!(
             "runcache-worker {what}: draining the queues and sweeping"
         ));
@@ -171,6 +174,9 @@ async fn start(cli: Cli) -> Result<ServiceReport> {
     let started = std::time::Instant::now();
     let report = serve(backend, cli.mode.into(), opts, shutdown).await;
     spinner.finish_and_clear();
+    if !plain {
+        return Ok(report);
+    }
     eprintln!(
         "runcache-worker {what}: done in {:.1} s: {}",
         started.elapsed().as_secs_f64(),

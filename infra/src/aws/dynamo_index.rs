@@ -44,7 +44,10 @@ use aws_sdk_dynamodb::{
         put_item::PutItemError, transact_write_items::TransactWriteItemsError,
         update_item::UpdateItemError,
     },
-    types::{AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem},
+    types::{
+        AttributeValue, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure,
+        TransactWriteItem,
+    },
     Client,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -388,6 +391,89 @@ impl CacheIndex for DynamoCacheIndex {
             Some(item) if get_s(&item, KIND) == Some(KIND_ENTRY) => entry_of(&item).map(Some),
             _ => Ok(None),
         }
+    }
+
+    /// One BatchGetItem (strongly consistent) for every scope; keys
+    /// DynamoDB leaves unprocessed (throttling) are asked again, then one
+    /// by one.
+    #[tracing::instrument(skip_all, fields(table = %self.table, key = %key, scopes = scopes.len()))]
+    async fn get_each(
+        &self,
+        scopes: &[Scope],
+        version: &str,
+        key: &str,
+    ) -> Result<Vec<Option<IndexEntry>>, StoreError> {
+        if scopes.len() <= 1 || scopes.len() > 100 {
+            let mut out = Vec::with_capacity(scopes.len());
+            for scope in scopes {
+                out.push(self.get(scope, version, key).await?);
+            }
+            return Ok(out);
+        }
+        let wanted: Vec<String> = scopes
+            .iter()
+            .map(|sc| partition_key(&sc.repository, &sc.git_ref, version))
+            .collect();
+        let mut pending: Vec<Item> = scopes
+            .iter()
+            .map(|sc| Self::key(sc, version, key))
+            .collect();
+        let mut found: HashMap<String, Item> = HashMap::new();
+        for attempt in 0..3u32 {
+            if pending.is_empty() {
+                break;
+            }
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+            }
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut pending)))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StoreError::backend("building a BatchGetItem request", e))?;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(|e| self.error("dynamodb:BatchGetItem", e))?;
+            for item in out
+                .responses
+                .unwrap_or_default()
+                .remove(&self.table)
+                .unwrap_or_default()
+            {
+                if let Some(pk) = get_s(&item, PARTITION_KEY) {
+                    found.insert(pk.to_string(), item);
+                }
+            }
+            pending = out
+                .unprocessed_keys
+                .unwrap_or_default()
+                .remove(&self.table)
+                .map(|k| k.keys)
+                .unwrap_or_default();
+        }
+        let mut out = Vec::with_capacity(scopes.len());
+        for (scope, pk) in scopes.iter().zip(&wanted) {
+            let item = match found.remove(pk) {
+                Some(item) => Some(item),
+                // Still unprocessed after the retries: ask this one alone.
+                None if pending
+                    .iter()
+                    .any(|k| get_s(k, PARTITION_KEY) == Some(pk.as_str())) =>
+                {
+                    self.get_item(Self::key(scope, version, key)).await?
+                }
+                None => None,
+            };
+            out.push(match item {
+                Some(item) if get_s(&item, KIND) == Some(KIND_ENTRY) => Some(entry_of(&item)?),
+                _ => None,
+            });
+        }
+        Ok(out)
     }
 
     #[tracing::instrument(skip_all, fields(table = %self.table, prefix = %prefix))]

@@ -108,12 +108,13 @@ const SELECT_DOC: &str = "SELECT doc FROM entries
     WHERE repository = ?1 AND git_ref = ?2 AND cache_version = ?3 AND cache_key = ?4";
 
 fn load(conn: &rusqlite::Connection, id: &Id) -> rusqlite::Result<Option<String>> {
-    conn.query_row(
-        SELECT_DOC,
-        params![id.repository, id.git_ref, id.version, id.key],
-        |r| r.get(0),
-    )
-    .optional()
+    // Cached: the statement every lookup runs, parsed once per connection.
+    conn.prepare_cached(SELECT_DOC)?
+        .query_row(
+            params![id.repository, id.git_ref, id.version, id.key],
+            |r| r.get(0),
+        )
+        .optional()
 }
 
 fn store(conn: &rusqlite::Connection, e: &IndexEntry) -> Result<(), StoreError> {
@@ -172,6 +173,27 @@ impl CacheIndex for SqliteCacheIndex {
             .call(move |conn| match load(conn, &id).map_err(err)? {
                 Some(doc) => from_json(&doc).map(Some),
                 None => Ok(None),
+            })
+            .await
+    }
+
+    async fn get_each(
+        &self,
+        scopes: &[Scope],
+        version: &str,
+        key: &str,
+    ) -> Result<Vec<Option<IndexEntry>>, StoreError> {
+        let ids: Vec<Id> = scopes.iter().map(|s| Id::new(s, version, key)).collect();
+        let err = self.db.err();
+        // One blocking call for every scope.
+        self.db
+            .call(move |conn| {
+                ids.iter()
+                    .map(|id| match load(conn, id).map_err(&err)? {
+                        Some(doc) => from_json(&doc).map(Some),
+                        None => Ok(None),
+                    })
+                    .collect()
             })
             .await
     }

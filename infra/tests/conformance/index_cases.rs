@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use runcache_infra::{
-    index::{restore_scopes, search, SearchRequest},
+    index::{restore_scopes, search, search_exact, SearchRequest},
     CacheIndex, InsertOutcome, StateChange, StoreError,
 };
 use runcache_schemas::{
@@ -699,4 +699,68 @@ pub async fn list_prefix_includes_entries_that_are_not_live(fx: &Fixture) {
         .await
         .unwrap()
         .is_empty());
+}
+
+pub async fn exact_search_matches_the_key_only_in_scope_order(fx: &Fixture) {
+    let pr = Scope::new(REPO, "refs/pull/9/merge");
+    let scopes = restore_scopes(&pr, None, "main");
+    // A longer key that starts with the one asked for: never an exact hit.
+    put(&*fx.index, &entry(&main_scope(), V1, "obj-1234", 1)).await;
+    let each = fx.index.get_each(&scopes, V1, "obj-12").await.unwrap();
+    assert_eq!(each.len(), 2);
+    assert!(each.iter().all(Option::is_none), "{each:?}");
+    assert!(
+        search_exact(&*fx.index, &scopes, V1, "obj-12", TrustLevel::Untrusted)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The default branch has it; then the pull request's own scope too,
+    // which comes first.
+    put(&*fx.index, &entry(&main_scope(), V1, "obj-12", 2)).await;
+    let hit = search_exact(&*fx.index, &scopes, V1, "obj-12", TrustLevel::Untrusted)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (hit.entry.git_ref.as_str(), hit.kind),
+        ("refs/heads/main", HitKind::Exact)
+    );
+    put(&*fx.index, &entry(&pr, V1, "obj-12", 3)).await;
+    let each = fx.index.get_each(&scopes, V1, "obj-12").await.unwrap();
+    let refs: Vec<_> = each
+        .iter()
+        .map(|e| e.as_ref().map(|e| e.git_ref.as_str()))
+        .collect();
+    assert_eq!(refs, [Some("refs/pull/9/merge"), Some("refs/heads/main")]);
+    let hit = search_exact(&*fx.index, &scopes, V1, "obj-12", TrustLevel::Untrusted)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(hit.entry.git_ref, "refs/pull/9/merge");
+    // Another version is another object.
+    assert!(fx
+        .index
+        .get_each(&scopes, V2, "obj-12")
+        .await
+        .unwrap()
+        .iter()
+        .all(Option::is_none));
+    // Not live: passed over for the next scope; below the trust asked: too.
+    fx.index
+        .set_state(&pr, V1, "obj-12", &invalidation())
+        .await
+        .unwrap();
+    let hit = search_exact(&*fx.index, &scopes, V1, "obj-12", TrustLevel::Untrusted)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(hit.entry.git_ref, "refs/heads/main");
+    let strict = search_exact(&*fx.index, &scopes, V1, "obj-12", TrustLevel::Protected).await;
+    let main_trust = hit.entry.trust;
+    assert_eq!(
+        strict.unwrap().is_some(),
+        main_trust >= TrustLevel::Protected,
+        "the trust filter applies"
+    );
 }

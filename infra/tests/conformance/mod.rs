@@ -50,6 +50,7 @@ macro_rules! conformance_suite {
                 index_cases::search_never_crosses_branches_or_pull_requests,
                 index_cases::search_never_matches_another_version,
                 index_cases::search_respects_minimum_trust,
+                index_cases::exact_search_matches_the_key_only_in_scope_order,
                 index_cases::by_key_finds_the_key_in_every_ref_version_and_state,
                 index_cases::list_prefix_includes_entries_that_are_not_live,
                 queue_cases::send_receive_ack,
