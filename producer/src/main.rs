@@ -229,7 +229,7 @@ struct DashboardArgs {
     #[arg(long, value_name = "FILE", default_value = "runcache-dashboard.html")]
     out: PathBuf,
     /// Serve the page on ADDR instead (http://ADDR/), redrawn at every
-    /// load, until Ctrl-C.
+    /// load, until Ctrl-C. No token is asked: keep it on 127.0.0.1.
     #[arg(long, value_name = "ADDR", conflicts_with = "out")]
     serve: Option<std::net::SocketAddr>,
     /// Only this repository (`owner/name`).
@@ -969,6 +969,13 @@ async fn dashboard_command(config: &Config, args: DashboardArgs) -> Result<ExitC
         source: source.clone(),
     };
     if let Some(addr) = args.serve {
+        if !addr.ip().is_loopback() {
+            runcache::annotate::warning(&format!(
+                "`--serve {addr}` asks for no token: whoever reaches it sees every repository's \
+                 figures and keys. For jobs, use `runcache serve`'s /dashboard (a token sees its \
+                 own repository only)"
+            ));
+        }
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("listening on {addr} (is it in use?)"))?;

@@ -90,6 +90,7 @@ fn number(v: &Value) -> f64 {
 
 #[test]
 fn the_dashboard_shows_a_runs_hits_misses_invalidation_and_eviction_in_a_browser() {
+    let started = chrono::Utc::now();
     let s = Store::new();
     let ws = s.workspace.path();
     fs::create_dir_all(ws.join("small")).unwrap();
@@ -232,6 +233,17 @@ fn the_dashboard_shows_a_runs_hits_misses_invalidation_and_eviction_in_a_browser
             number(&rejected["totals"]["total"]),
             1.0,
             "{range}: {rejected}"
+        );
+    }
+    // The 30-day range counts in UTC days: a run within one day is one
+    // point per repository.
+    if started.date_naive() == chrono::Utc::now().date_naive() {
+        let hit_rate = plot(&result, "30d", "hit-rate");
+        assert_eq!(hit_rate["circles"], 2, "{hit_rate}");
+        let churn = plot(&result, "30d", "evictions-invalidations");
+        assert_eq!(
+            churn["circles"], 2,
+            "one eviction point, one invalidation point: {churn}"
         );
     }
     let top = result["mostAccessed"].as_array().unwrap();
