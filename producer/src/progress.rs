@@ -27,16 +27,25 @@ pub fn bar(label: &str, total: Option<u64>, enabled: bool) -> ProgressBar {
         bar.set_style(style);
     }
     bar.set_prefix(label.to_string());
+    show_later(&bar, enabled, false);
+    bar
+}
+
+/// Draws `bar` on stderr once [`SHOW_AFTER`] has passed, if `enabled` and
+/// stderr is a terminal; `tick`: redraw on a timer (a spinner).
+fn show_later(bar: &ProgressBar, enabled: bool, tick: bool) {
     if enabled && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         let delayed = bar.clone();
         tokio::spawn(async move {
             tokio::time::sleep(SHOW_AFTER).await;
             if !delayed.is_finished() {
                 delayed.set_draw_target(ProgressDrawTarget::stderr());
+                if tick {
+                    delayed.enable_steady_tick(TICK);
+                }
             }
         });
     }
-    bar
 }
 
 /// A spinner with a count and a message, for work whose total is not known
@@ -50,16 +59,7 @@ pub fn counter(label: &str, enabled: bool) -> ProgressBar {
         bar.set_style(style);
     }
     bar.set_prefix(label.to_string());
-    if enabled && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        let delayed = bar.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(SHOW_AFTER).await;
-            if !delayed.is_finished() {
-                delayed.set_draw_target(ProgressDrawTarget::stderr());
-                delayed.enable_steady_tick(TICK);
-            }
-        });
-    }
+    show_later(&bar, enabled, true);
     bar
 }
 

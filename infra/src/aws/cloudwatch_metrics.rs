@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use aws_sdk_cloudwatch::{
     config::http::HttpResponse,
     error::{ProvideErrorMetadata, SdkError},
+    operation::get_metric_statistics::GetMetricStatisticsOutput,
     primitives::DateTime as AwsDateTime,
     types::{Dimension, MetricDatum as AwsDatum, StandardUnit, Statistic},
     Client,
@@ -143,22 +144,7 @@ impl MetricsSink for CloudWatchMetricsSink {
         let window = (end - since).num_seconds().max(60);
         // Periods are multiples of 60 s; at most 1,440 datapoints a call.
         let period = ((window + MAX_DATAPOINTS * 60 - 1) / (MAX_DATAPOINTS * 60) * 60).max(60);
-        let out = self
-            .client
-            .get_metric_statistics()
-            .namespace(&self.namespace)
-            .metric_name(name)
-            .set_dimensions(Some(dimensions(dims)))
-            .start_time(aws_time(since))
-            .end_time(aws_time(end))
-            .period(i32::try_from(period).unwrap_or(i32::MAX / 60 * 60))
-            .statistics(Statistic::Sum)
-            .statistics(Statistic::SampleCount)
-            .statistics(Statistic::Minimum)
-            .statistics(Statistic::Maximum)
-            .send()
-            .await
-            .map_err(|e| self.error("cloudwatch:GetMetricStatistics", e))?;
+        let out = self.statistics(name, dims, since, end, period).await?;
         let mut stats = MetricStats::default();
         let mut min = f64::INFINITY;
         let mut max = f64::NEG_INFINITY;
@@ -193,22 +179,7 @@ impl MetricsSink for CloudWatchMetricsSink {
         let mut from = window.since;
         while from < window.until {
             let to = (from + step).min(window.until);
-            let out = self
-                .client
-                .get_metric_statistics()
-                .namespace(&self.namespace)
-                .metric_name(name)
-                .set_dimensions(Some(dimensions(dims)))
-                .start_time(aws_time(from))
-                .end_time(aws_time(to))
-                .period(i32::try_from(period).unwrap_or(i32::MAX / 60 * 60))
-                .statistics(Statistic::Sum)
-                .statistics(Statistic::SampleCount)
-                .statistics(Statistic::Minimum)
-                .statistics(Statistic::Maximum)
-                .send()
-                .await
-                .map_err(|e| self.error("cloudwatch:GetMetricStatistics", e))?;
+            let out = self.statistics(name, dims, from, to, period as i64).await?;
             for p in out.datapoints() {
                 let count = p.sample_count().unwrap_or_default();
                 let Some(at) = p
@@ -281,6 +252,33 @@ impl MetricsSink for CloudWatchMetricsSink {
 }
 
 impl CloudWatchMetricsSink {
+    /// GetMetricStatistics of `name` with exactly `dims` over `from..to` in
+    /// periods of `period` seconds: sum, sample count, minimum, maximum.
+    async fn statistics(
+        &self,
+        name: &str,
+        dims: &BTreeMap<String, String>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        period: i64,
+    ) -> Result<GetMetricStatisticsOutput, StoreError> {
+        self.client
+            .get_metric_statistics()
+            .namespace(&self.namespace)
+            .metric_name(name)
+            .set_dimensions(Some(dimensions(dims)))
+            .start_time(aws_time(from))
+            .end_time(aws_time(to))
+            .period(i32::try_from(period).unwrap_or(i32::MAX / 60 * 60))
+            .statistics(Statistic::Sum)
+            .statistics(Statistic::SampleCount)
+            .statistics(Statistic::Minimum)
+            .statistics(Statistic::Maximum)
+            .send()
+            .await
+            .map_err(|e| self.error("cloudwatch:GetMetricStatistics", e))
+    }
+
     async fn send(&self, batch: Vec<AwsDatum>) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
